@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One small operator per action. Interactive → helper process; background → runs to the end.
+
+In background mode (scripts, CLI) a failure is reported as an ERROR, which
+`bpy.ops` turns into a RuntimeError carrying the user-facing message.
+"""
+from __future__ import annotations
+
+import webbrowser
+
+import bpy
+
+from ..core import errors, logs, rules
+from ..core.models import Job
+from . import addon, preferences, runtime, state
+
+
+def _report_error(op, ex: errors.FlamencoError) -> set:
+    op.report({'ERROR'}, ex.message)
+    return {'CANCELLED'}
+
+
+def notify(message: str, level: str = 'INFO') -> None:
+    """A status-bar report from code that runs outside an operator (the timer)."""
+    st = state.get()
+    if st is not None:
+        st.notice = message[:500]
+    try:
+        bpy.ops.flamenco_panel.notify(message=message[:500], level=level)
+    except RuntimeError:
+        pass  # an ERROR level report raises in background mode; the notice above stays
+    print(f"Flamenco Panel: {message}")
+
+
+def _finish(op, request_id: int, outcome: dict) -> set:
+    """Operator return value: interactive requests are under way; synchronous ones are done."""
+    if request_id:
+        return {'FINISHED'}
+    if "error" in outcome:
+        return _report_error(op, outcome["error"])
+    if outcome.get("message"):
+        op.report({'INFO'}, outcome["message"])
+    return {'FINISHED'}
+
+
+def run(op, name: str, args: dict, on_result, on_error=None) -> set:
+    """Dispatches `name`; `on_result(data) -> message` applies the result to the state."""
+    st = state.get()
+    outcome: dict = {}
+
+    def done(data: dict) -> None:
+        message = on_result(data)
+        outcome["message"] = message
+        if message and runtime.interactive():
+            notify(message)
+
+    def failed(ex: errors.FlamencoError) -> None:
+        outcome["error"] = ex
+        if st is not None:
+            if isinstance(ex, errors.OfflineError):
+                st.connection, st.message = 'OFFLINE', ex.message
+            elif isinstance(ex, errors.ConfigurationError) and "URL" in ex.message:
+                st.connection, st.message = 'UNCONFIGURED', ex.message
+            elif not isinstance(ex, errors.ActionNotAllowed):
+                state.apply_error(st, ex.message)
+            else:
+                st.message = ex.message
+        if on_error is not None:
+            on_error(ex)
+        if runtime.interactive() and not isinstance(ex, (errors.OfflineError,)):
+            notify(ex.message, 'ERROR')
+
+    request_id = runtime.dispatch(name, args, done, failed)
+    if request_id and st is not None and name in ("ping", "refresh") and st.connection != 'CONNECTED':
+        st.connection = 'CONNECTING'
+    return _finish(op, request_id, outcome)
+
+
+class FLAMENCO_OT_notify(bpy.types.Operator):
+    """Show a message in the status bar"""
+    bl_idname = "flamenco_panel.notify"
+    bl_label = "Flamenco Notification"
+    bl_options = {'INTERNAL'}
+
+    message: bpy.props.StringProperty()
+    level: bpy.props.EnumProperty(items=[('INFO', "Info", ""), ('WARNING', "Warning", ""), ('ERROR', "Error", "")])
+
+    def execute(self, context):
+        self.report({self.level}, self.message)
+        return {'FINISHED'}
+
+
+class FLAMENCO_OT_ping(bpy.types.Operator):
+    """Contact the Manager and show its name, version and farm status"""
+    bl_idname = "flamenco_panel.ping"
+    bl_label = "Test Connection"
+
+    def execute(self, context):
+        st = state.get(context)
+
+        def applied(data: dict) -> str:
+            version = data.get("version", {})
+            st.manager_name = version.get("name", "")
+            st.manager_version = version.get("shortversion", "") or version.get("version", "")
+            st.farm_status = data.get("farm_status", "")
+            st.connection, st.message = 'CONNECTED', ""
+            caps = data.get("capabilities", {})
+            if caps.get("spec_known"):
+                st.can_pause = "pause-requested" in caps.get("job_statuses", ())
+            return f"Connected to {st.manager_name or 'Flamenco Manager'} {st.manager_version}, farm {st.farm_status}"
+
+        return run(self, "ping", {}, applied)
+
+
+class FLAMENCO_OT_refresh(bpy.types.Operator):
+    """Fetch jobs, workers and the selected job's tasks from the Manager"""
+    bl_idname = "flamenco_panel.refresh"
+    bl_label = "Refresh"
+
+    def execute(self, context):
+        st = state.get(context)
+        prefs = preferences.get()
+        selected = state.selected_job(st)
+
+        def applied(data: dict) -> str:
+            finished = state.apply_refresh(st, data, prefs.user_name if prefs else "")
+            for job in finished:
+                notify(f"Job \"{job.name}\" {job.status}", 'WARNING' if job.status == "failed" else 'INFO')
+            return ""
+
+        return run(self, "refresh", {"job_id": selected.id if selected else ""}, applied)
+
+
+def _job_item(st, job_id: str):
+    if not job_id:
+        return state.selected_job(st)
+    return next((job for job in st.jobs if job.id == job_id), None)
+
+
+class _JobAction:
+    """Cancel / pause / requeue / delete, refused locally (nothing sent) when the rules say no."""
+    bl_options = {'REGISTER'}
+    action = ""
+    job_id: bpy.props.StringProperty(name="Job ID", description="Empty: the selected job")
+
+    def execute(self, context):
+        st = state.get(context)
+        prefs = preferences.get()
+        user_name = prefs.user_name if prefs else ""
+        allow_others = bool(prefs and prefs.allow_others)
+        item = _job_item(st, self.job_id)
+        if item is None and not self.job_id:
+            self.report({'ERROR'}, "No job selected")
+            return {'CANCELLED'}
+        if item is not None:
+            job = Job(id=item.id, name=item.name, status=item.status,
+                      metadata={"user.name": item.user_name} if item.user_name else {})
+            try:
+                rules.check_job_action(self.action, job, user_name, allow_others=allow_others,
+                                       can_pause=st.can_pause)
+            except errors.ActionNotAllowed as ex:
+                st.message = ex.message
+                return _report_error(self, ex)
+        job_id = item.id if item is not None else self.job_id
+
+        def applied(data: dict) -> str:
+            if data.get("action") == "delete":
+                state.remove_job(st, data["job_id"])
+                return f"Deleting job \"{data.get('job_name', '')}\""
+            state.apply_job_status(st, data["job_id"], data["status"])
+            return f"Job \"{data.get('job_name', '')}\": {data['status']}"
+
+        return run(self, "job_action", {"job_id": job_id, "action": self.action, "user_name": user_name,
+                                        "allow_others": allow_others}, applied)
+
+
+class FLAMENCO_OT_cancel_job(_JobAction, bpy.types.Operator):
+    """Cancel the job (its queued and running tasks stop)"""
+    bl_idname = "flamenco_panel.cancel_job"
+    bl_label = "Cancel Job"
+    action = "cancel"
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event)
+
+
+class FLAMENCO_OT_pause_job(_JobAction, bpy.types.Operator):
+    """Pause the job; running tasks finish first"""
+    bl_idname = "flamenco_panel.pause_job"
+    bl_label = "Pause Job"
+    action = "pause"
+
+
+class FLAMENCO_OT_requeue_job(_JobAction, bpy.types.Operator):
+    """Requeue or resume the job"""
+    bl_idname = "flamenco_panel.requeue_job"
+    bl_label = "Requeue Job"
+    action = "requeue"
+
+
+class FLAMENCO_OT_delete_job(_JobAction, bpy.types.Operator):
+    """Delete the job and its files on the Manager"""
+    bl_idname = "flamenco_panel.delete_job"
+    bl_label = "Delete Job"
+    action = "delete"
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event)
+
+
+class FLAMENCO_OT_set_worker_status(bpy.types.Operator):
+    """Ask a worker to wake up, sleep, go offline or restart"""
+    bl_idname = "flamenco_panel.set_worker_status"
+    bl_label = "Set Worker Status"
+
+    worker_id: bpy.props.StringProperty(name="Worker ID", description="Empty: the selected worker")
+    status: bpy.props.StringProperty(name="Status", description="awake, asleep, offline or restart")
+    lazy: bpy.props.BoolProperty(name="Lazy", default=True, description="Wait for the current task to finish")
+
+    def invoke(self, context, event):
+        if self.status == "offline":
+            return context.window_manager.invoke_confirm(self, event)
+        return self.execute(context)
+
+    def execute(self, context):
+        st = state.get(context)
+        worker_id = self.worker_id
+        if not worker_id and 0 <= st.active_worker_index < len(st.workers):
+            worker_id = st.workers[st.active_worker_index].id
+        if not worker_id:
+            self.report({'ERROR'}, "No worker selected")
+            return {'CANCELLED'}
+        try:
+            rules.check_worker_status(self.status)
+        except errors.ActionNotAllowed as ex:
+            return _report_error(self, ex)
+
+        def applied(data: dict) -> str:
+            state.apply_worker_status(st, data["worker_id"], data["status"])
+            return f"Worker \"{data.get('worker_name', '')}\": {data['status']}" + (" (lazy)" if data["lazy"] else "")
+
+        return run(self, "worker_status", {"worker_id": worker_id, "status": self.status, "lazy": self.lazy},
+                   applied)
+
+
+class FLAMENCO_OT_show_task_log(bpy.types.Operator):
+    """Fetch the task's log tail into a Text datablock"""
+    bl_idname = "flamenco_panel.show_task_log"
+    bl_label = "Show Task Log"
+
+    task_id: bpy.props.StringProperty(name="Task ID", description="Empty: the selected task")
+
+    def execute(self, context):
+        st = state.get(context)
+        task_id = self.task_id
+        if not task_id and 0 <= st.active_task_index < len(st.tasks):
+            task_id = st.tasks[st.active_task_index].id
+        if not task_id:
+            self.report({'ERROR'}, "No task selected")
+            return {'CANCELLED'}
+        prefs = preferences.get()
+        max_chars = (prefs.log_max_kb if prefs else 256) * 1024
+        job = _job_item(st, "")
+
+        def applied(data: dict) -> str:
+            job_name = job.name if job is not None and job.id == data.get("job_id") else ""
+            name = logs.text_name(job_name, data.get("task_name", ""), data["task_id"])
+            text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
+            text["flamenco_task_id"] = data["task_id"]
+            text.from_string(logs.cap(logs.clean(data.get("text", "")), max_chars))
+            _show_in_text_editor(context, text)
+            return f"Log of task \"{data.get('task_name', '')}\" in Text \"{text.name}\""
+
+        return run(self, "task_log", {"task_id": task_id}, applied)
+
+
+def _show_in_text_editor(context, text) -> None:
+    screen = getattr(context, "screen", None)
+    for area in getattr(screen, "areas", ()):
+        if area.type == 'TEXT_EDITOR':
+            area.spaces.active.text = text
+            return
+
+
+class FLAMENCO_OT_remove_logs(bpy.types.Operator):
+    """Delete the Text datablocks holding Flamenco task logs (they are otherwise saved in the .blend)"""
+    bl_idname = "flamenco_panel.remove_logs"
+    bl_label = "Remove Flamenco Logs"
+
+    def execute(self, context):
+        doomed = [t for t in bpy.data.texts if "flamenco_task_id" in t]
+        for text in doomed:
+            bpy.data.texts.remove(text)
+        self.report({'INFO'}, f"Removed {len(doomed)} log text(s)")
+        return {'FINISHED'}
+
+
+class FLAMENCO_OT_open_web_ui(bpy.types.Operator):
+    """Open the Manager's web interface (at the job, when given or selected)"""
+    bl_idname = "flamenco_panel.open_web_ui"
+    bl_label = "Open in Web UI"
+
+    job_id: bpy.props.StringProperty()
+
+    def execute(self, context):
+        prefs = preferences.get()
+        url = prefs.manager_url.rstrip("/") if prefs else ""
+        if not url:
+            self.report({'ERROR'}, "No Manager URL set")
+            return {'CANCELLED'}
+        job = _job_item(state.get(context), self.job_id)
+        webbrowser.open(f"{url}/app/jobs/{job.id}" if job is not None else url)
+        return {'FINISHED'}
+
+
+class FLAMENCO_OT_submit_job(bpy.types.Operator):
+    """Submit the current scene to the Flamenco Manager"""
+    bl_idname = "flamenco_panel.submit_job"
+    bl_label = "Submit to Flamenco"
+
+    job_type: bpy.props.StringProperty(name="Job Type", description="Empty: the type chosen in the panel")
+    job_name: bpy.props.StringProperty(name="Job Name", description="Empty: the name in the panel")
+    priority: bpy.props.IntProperty(name="Priority", default=-1, min=-1, max=100,
+                                    description="-1: the priority in the panel")
+    settings: bpy.props.StringProperty(name="Settings", description="JSON object of setting overrides")
+
+    def execute(self, context):
+        from . import submit
+        return submit.execute(self, context)
+
+
+CLASSES = (
+    FLAMENCO_OT_notify, FLAMENCO_OT_ping, FLAMENCO_OT_refresh, FLAMENCO_OT_cancel_job, FLAMENCO_OT_pause_job,
+    FLAMENCO_OT_requeue_job, FLAMENCO_OT_delete_job, FLAMENCO_OT_set_worker_status, FLAMENCO_OT_show_task_log,
+    FLAMENCO_OT_remove_logs, FLAMENCO_OT_open_web_ui, FLAMENCO_OT_submit_job,
+)

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The N-panel (3D View sidebar, tab "Flamenco"). draw() only reads state: no I/O, ever."""
+from __future__ import annotations
+
+import time
+
+import bpy
+
+from ..core import rules
+from . import lists, preferences, state
+
+
+class _FlamencoPanel:
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Flamenco"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"{int(seconds // 3600)} h ago"
+
+
+def draw_connection(layout, st, prefs) -> None:
+    """Every connection state has its own look."""
+    if not bpy.app.online_access:
+        box = layout.box()
+        box.label(text="Online access is off", icon='UNLINKED')
+        box.label(text="Flamenco Panel makes no requests until you allow it:")
+        box.label(text="Preferences › System › Allow Online Access")
+        return
+    if prefs is None or not prefs.manager_url.strip() or st.connection == 'UNCONFIGURED':
+        box = layout.box()
+        box.label(text="No Manager configured", icon='PREFERENCES')
+        box.label(text="Set the Manager URL in the extension's preferences")
+        if st.message:
+            box.label(text=st.message, icon='ERROR')
+        return
+    row = layout.row(align=True)
+    if st.connection == 'CONNECTED' or (st.connection == 'ERROR' and st.last_refresh):
+        title = f"{st.manager_name or 'Manager'} {st.manager_version}".strip()
+        row.label(text=title, icon=lists.status_icon(st.farm_status, lists.FARM_ICONS))
+        row.label(text=st.farm_status or "")
+    elif st.connection == 'CONNECTING':
+        row.label(text="Connecting…", icon='TIME')
+    else:
+        row.label(text=prefs.manager_url, icon='LINKED')
+    row.operator("flamenco_panel.refresh", text="", icon='FILE_REFRESH')
+    if st.connection == 'ERROR':
+        box = layout.box()
+        box.label(text=st.message or "The Manager could not be reached", icon='ERROR')
+        if st.last_refresh:
+            box.label(text=f"Showing data from {_age(time.time() - st.last_refresh)} (stale)", icon='TIME')
+    elif st.last_refresh:
+        layout.label(text=f"Updated {_age(time.time() - st.last_refresh)}", icon='TIME')
+    if st.notice:
+        layout.label(text=st.notice, icon='INFO')
+
+
+class FLAMENCO_PT_main(_FlamencoPanel, bpy.types.Panel):
+    bl_label = "Flamenco"
+
+    def draw(self, context):
+        st = state.get(context)
+        if st is None:
+            return
+        draw_connection(self.layout, st, preferences.get())
+
+
+def _job_actions(layout, st, job, prefs) -> None:
+    can_manage = job.is_mine or bool(prefs and prefs.allow_others)
+    row = layout.row(align=True)
+    for action, operator, icon in (("cancel", "flamenco_panel.cancel_job", 'CANCEL'),
+                                   ("pause", "flamenco_panel.pause_job", 'PAUSE'),
+                                   ("requeue", "flamenco_panel.requeue_job", 'FILE_REFRESH'),
+                                   ("delete", "flamenco_panel.delete_job", 'TRASH')):
+        if can_manage and rules.job_action_allowed(action, job.status, st.can_pause):
+            row.operator(operator, text=rules.JOB_ACTIONS[action].label, icon=icon).job_id = job.id
+    row.operator("flamenco_panel.open_web_ui", text="", icon='URL').job_id = job.id
+
+
+class FLAMENCO_PT_jobs(_FlamencoPanel, bpy.types.Panel):
+    bl_label = "Jobs"
+    bl_parent_id = "FLAMENCO_PT_main"
+
+    @classmethod
+    def poll(cls, context):
+        st = state.get(context)
+        return st is not None and bpy.app.online_access and st.last_refresh > 0
+
+    def draw(self, context):
+        layout = self.layout
+        st = state.get(context)
+        prefs = preferences.get()
+        layout.prop(st, "show_all_jobs")
+        if not st.jobs:
+            layout.label(text="No jobs on this farm yet", icon='INFO')
+            return
+        layout.template_list("FLAMENCO_UL_jobs", "", st, "jobs", st, "active_job_index", rows=4)
+        job = state.selected_job(st)
+        if job is None:
+            return
+        col = layout.column(align=True)
+        col.label(text=f"{job.type} · {job.status} · priority {job.priority}")
+        col.label(text=f"By {job.user_name or 'unknown'}, created {job.created[:19].replace('T', ' ')}")
+        if job.activity:
+            col.label(text=job.activity)
+        _job_actions(layout, st, job, prefs)
+        if st.tasks_job_id == job.id and st.tasks:
+            layout.template_list("FLAMENCO_UL_tasks", "", st, "tasks", st, "active_task_index", rows=3)
+            layout.operator("flamenco_panel.show_task_log", icon='TEXT')
+
+
+class FLAMENCO_PT_workers(_FlamencoPanel, bpy.types.Panel):
+    bl_label = "Workers"
+    bl_parent_id = "FLAMENCO_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    @classmethod
+    def poll(cls, context):
+        st = state.get(context)
+        return st is not None and bpy.app.online_access and st.last_refresh > 0
+
+    def draw(self, context):
+        layout = self.layout
+        st = state.get(context)
+        if not st.workers:
+            layout.label(text="No workers have connected to this Manager", icon='INFO')
+            return
+        layout.template_list("FLAMENCO_UL_workers", "", st, "workers", st, "active_worker_index", rows=3)
+        row = layout.row(align=True)
+        for status, icon in (("awake", 'PLAY'), ("asleep", 'SORTTIME'), ("offline", 'UNLINKED')):
+            op = row.operator("flamenco_panel.set_worker_status", text=status.title(), icon=icon)
+            op.status = status
+
+
+CLASSES = (FLAMENCO_PT_main, FLAMENCO_PT_jobs, FLAMENCO_PT_workers)

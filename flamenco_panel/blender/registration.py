@@ -1,0 +1,30 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Which Blender classes, timers and properties exist; register() makes no request and starts no process."""
+from __future__ import annotations
+
+import bpy
+
+from . import addon, lists, operators, panels, preferences, runtime, state
+
+_CLASSES = (preferences.FLAMENCO_AP_preferences, *state.CLASSES, *operators.CLASSES, *lists.CLASSES,
+            *panels.CLASSES)
+
+
+def register(package: str) -> None:
+    addon.set_package(package)
+    preferences.FLAMENCO_AP_preferences.bl_idname = package
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.WindowManager.flamenco_panel = bpy.props.PointerProperty(type=state.FLAMENCO_PG_state)
+    runtime.start_timer()
+
+
+def unregister() -> None:
+    runtime.stop()
+    if hasattr(bpy.types.WindowManager, "flamenco_panel"):
+        del bpy.types.WindowManager.flamenco_panel
+    for cls in reversed(_CLASSES):
+        try:
+            bpy.utils.unregister_class(cls)
+        except RuntimeError:
+            pass

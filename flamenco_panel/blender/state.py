@@ -1,0 +1,196 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Runtime farm data on the WindowManager (not saved), and how results apply to it.
+
+`bpy.context.window_manager.flamenco_panel` has collections `jobs`, `tasks`,
+`workers`. This module is their only writer. Applying a refresh updates items
+in place and only touches the ones that changed, so large farms stay cheap.
+"""
+from __future__ import annotations
+
+import time
+
+import bpy
+
+from ..core import rules
+from ..core.models import Job, TaskSummary, Worker, from_link, timestamp
+
+CONNECTION_STATES = [
+    ('OFFLINE', "Offline", "Blender's online access is off"),
+    ('UNCONFIGURED', "Unconfigured", "No Manager URL set"),
+    ('IDLE', "Not Connected", "Not contacted yet"),
+    ('CONNECTING', "Connecting", "Waiting for the Manager"),
+    ('CONNECTED', "Connected", "Data is current"),
+    ('ERROR', "Error", "The last request failed; older data is kept"),
+]
+
+
+class FLAMENCO_PG_job(bpy.types.PropertyGroup):
+    id: bpy.props.StringProperty()
+    # `name` comes from PropertyGroup
+    status: bpy.props.StringProperty()
+    type: bpy.props.StringProperty()
+    progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
+    has_progress: bpy.props.BoolProperty()
+    priority: bpy.props.IntProperty()
+    is_mine: bpy.props.BoolProperty()
+    user_name: bpy.props.StringProperty()
+    activity: bpy.props.StringProperty()
+    created: bpy.props.StringProperty()
+    updated: bpy.props.StringProperty()
+    created_ts: bpy.props.FloatProperty()
+
+
+class FLAMENCO_PG_task(bpy.types.PropertyGroup):
+    id: bpy.props.StringProperty()
+    status: bpy.props.StringProperty()
+    worker: bpy.props.StringProperty()
+    progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
+    index_in_job: bpy.props.IntProperty()
+    task_type: bpy.props.StringProperty()
+
+
+class FLAMENCO_PG_worker(bpy.types.PropertyGroup):
+    id: bpy.props.StringProperty()
+    status: bpy.props.StringProperty()
+    status_change: bpy.props.StringProperty()
+    version: bpy.props.StringProperty()
+    last_seen: bpy.props.StringProperty()
+    task: bpy.props.StringProperty()
+    tags: bpy.props.StringProperty()
+    can_restart: bpy.props.BoolProperty()
+
+
+class FLAMENCO_PG_state(bpy.types.PropertyGroup):
+    connection: bpy.props.EnumProperty(items=CONNECTION_STATES, default='IDLE')
+    message: bpy.props.StringProperty(description="Last error or notice")
+    manager_name: bpy.props.StringProperty()
+    manager_version: bpy.props.StringProperty()
+    farm_status: bpy.props.StringProperty()
+    can_pause: bpy.props.BoolProperty(default=True)
+    last_refresh: bpy.props.FloatProperty(description="time.time() of the last good refresh")
+    busy: bpy.props.BoolProperty()
+    jobs: bpy.props.CollectionProperty(type=FLAMENCO_PG_job)
+    tasks: bpy.props.CollectionProperty(type=FLAMENCO_PG_task)
+    workers: bpy.props.CollectionProperty(type=FLAMENCO_PG_worker)
+    tasks_job_id: bpy.props.StringProperty(description="Job whose tasks are listed")
+    active_job_index: bpy.props.IntProperty(default=-1)
+    active_task_index: bpy.props.IntProperty(default=-1)
+    active_worker_index: bpy.props.IntProperty(default=-1)
+    show_all_jobs: bpy.props.BoolProperty(name="All Jobs", description="Show every user's jobs, not only yours")
+    notice: bpy.props.StringProperty(description="Latest notification shown in the panel")
+
+
+CLASSES = (FLAMENCO_PG_job, FLAMENCO_PG_task, FLAMENCO_PG_worker, FLAMENCO_PG_state)
+
+
+def get(context=None):
+    wm = (context or bpy.context).window_manager
+    return getattr(wm, "flamenco_panel", None)
+
+
+def _sync(collection, items: list, fill, key=lambda item: item.id) -> None:
+    """Makes `collection` mirror `items` in order, writing only properties that changed."""
+    while len(collection) > len(items):
+        collection.remove(len(collection) - 1)
+    while len(collection) < len(items):
+        collection.add()
+    for slot, item in zip(collection, items):
+        fill(slot, item)
+
+
+def _set(slot, **values) -> None:
+    for name, value in values.items():
+        if getattr(slot, name) != value:
+            setattr(slot, name, value)
+
+
+def _fill_job(user_name: str):
+    def fill(slot, job: Job) -> None:
+        progress = job.progress
+        _set(slot, id=job.id, name=job.name[:200], status=job.status, type=job.type,
+             progress=progress or 0.0, has_progress=progress is not None, priority=job.priority,
+             is_mine=rules.is_mine(job, user_name), user_name=job.user_name, activity=job.activity[:200],
+             created=job.created, updated=job.updated, created_ts=timestamp(job.created))
+    return fill
+
+
+def _fill_task(slot, task: TaskSummary) -> None:
+    _set(slot, id=task.id, name=task.name[:200], status=task.status, worker=task.worker_name or task.worker_id,
+         progress=task.progress, index_in_job=task.index_in_job, task_type=task.task_type)
+
+
+def _fill_worker(slot, worker: Worker) -> None:
+    _set(slot, id=worker.id, name=worker.name[:200], status=worker.status, status_change=worker.status_change,
+         version=worker.version, last_seen=worker.last_seen, task=worker.task_name or worker.task_id,
+         tags=", ".join(worker.tags), can_restart=worker.can_restart)
+
+
+def selected_job(state):
+    if 0 <= state.active_job_index < len(state.jobs):
+        return state.jobs[state.active_job_index]
+    return None
+
+
+def apply_refresh(state, data: dict, user_name: str) -> list:
+    """Applies a refresh result; returns the jobs of mine that just finished (for notifications)."""
+    selected = selected_job(state)
+    selected_id = selected.id if selected else ""
+    previous = {job.id: job.status for job in state.jobs}
+
+    version = data.get("version", {})
+    _set(state, manager_name=version.get("name", ""), manager_version=version.get("shortversion", "")
+         or version.get("version", ""), farm_status=str(data.get("farm_status", "")), connection='CONNECTED',
+         message="", last_refresh=time.time())
+    caps = data.get("capabilities", {})
+    if caps.get("spec_known"):
+        _set(state, can_pause="pause-requested" in caps.get("job_statuses", ()))
+
+    jobs = [from_link(Job, j) for j in data.get("jobs", [])]
+    jobs.sort(key=lambda j: timestamp(j.created), reverse=True)   # newest first
+    _sync(state.jobs, jobs, _fill_job(user_name))
+    index = next((i for i, j in enumerate(jobs) if j.id == selected_id), -1)
+    if state.active_job_index != index:
+        state.active_job_index = index
+    _sync(state.workers, [from_link(Worker, w) for w in data.get("workers", [])], _fill_worker)
+    if data.get("job_id"):
+        apply_tasks(state, data["job_id"], data.get("tasks", []))
+
+    return [job for job in jobs if rules.is_mine(job, user_name) and job.status in rules.FINISHED_JOB_STATUSES
+            and job.id in previous and previous[job.id] not in rules.FINISHED_JOB_STATUSES]
+
+
+def apply_tasks(state, job_id: str, tasks: list[dict]) -> None:
+    items = sorted((from_link(TaskSummary, t) for t in tasks), key=lambda t: (t.index_in_job, t.name))
+    if state.tasks_job_id != job_id:
+        state.tasks_job_id = job_id
+        state.tasks.clear()
+    _sync(state.tasks, items, _fill_task)
+
+
+def apply_error(state, message: str) -> None:
+    """Keeps the last good data (marked stale by the panel) and shows the message."""
+    _set(state, connection='ERROR', message=message[:500])
+
+
+def apply_job_status(state, job_id: str, status: str) -> None:
+    """Optimistic update: shows the requested status at once; the next refresh confirms it."""
+    for job in state.jobs:
+        if job.id == job_id:
+            _set(job, status=status)
+            return
+
+
+def remove_job(state, job_id: str) -> None:
+    for i, job in enumerate(state.jobs):
+        if job.id == job_id:
+            state.jobs.remove(i)
+            if state.active_job_index >= len(state.jobs):
+                state.active_job_index = len(state.jobs) - 1
+            return
+
+
+def apply_worker_status(state, worker_id: str, status: str) -> None:
+    for worker in state.workers:
+        if worker.id == worker_id:
+            _set(worker, status_change=status)
+            return

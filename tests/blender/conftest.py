@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Real-bpy fixtures: the built zip installed through Blender's extension machinery.
+
+BLENDER_USER_RESOURCES points at a temp folder before bpy is imported, so the
+user's own Blender config is never touched. The extension is uninstalled at
+the end (bpy 4.2 crashes at exit while add-on classes stay registered).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+_USER = tempfile.mkdtemp(prefix="flamenco-panel-user-")
+os.environ["BLENDER_USER_RESOURCES"] = _USER
+
+import bpy  # noqa: E402  (after the environment is set)
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MODULE = "bl_ext.user_default.flamenco_panel"
+
+
+def built_zip() -> pathlib.Path:
+    explicit = os.environ.get("FLAMENCO_PANEL_ZIP")
+    if explicit:
+        return pathlib.Path(explicit)
+    out = pathlib.Path(tempfile.mkdtemp(prefix="flamenco-panel-dist-"))
+    subprocess.run([sys.executable, str(ROOT / "build.py"), "--output-dir", str(out)], check=True,
+                   capture_output=True)
+    return next(out.glob("flamenco_panel-*.zip"))
+
+
+def _repo_index() -> int:
+    repos = bpy.context.preferences.extensions.repos
+    return next(i for i, r in enumerate(repos) if r.module == "user_default")
+
+
+@pytest.fixture(scope="session")
+def extension():
+    """The installed, enabled extension module (bl_ext.user_default.flamenco_panel)."""
+    result = bpy.ops.extensions.package_install_files(filepath=str(built_zip()), repo="user_default",
+                                                      enable_on_install=True)
+    assert result == {'FINISHED'}
+    module = sys.modules[MODULE]
+    yield module
+    from importlib import import_module
+    import_module(MODULE + ".blender.runtime").stop()
+    bpy.ops.extensions.package_uninstall(repo_index=_repo_index(), pkg_id="flamenco_panel")
+
+
+@pytest.fixture
+def prefs(extension):
+    return bpy.context.preferences.addons[MODULE].preferences
+
+
+@pytest.fixture
+def wm_state(extension):
+    return bpy.context.window_manager.flamenco_panel
+
+
+@pytest.fixture
+def online():
+    bpy.context.preferences.system.use_online_access = True
+    yield
+    bpy.context.preferences.system.use_online_access = False
+
+
+@pytest.fixture
+def runtime(extension):
+    """The runtime module, driven through the helper process as the UI would be."""
+    from importlib import import_module
+    rt = import_module(MODULE + ".blender.runtime")
+    rt.force_interactive = True
+    yield rt
+    rt.force_interactive = False
+
+
+@pytest.fixture
+def fake_manager(prefs):
+    from fakemanager import FakeManager
+    with FakeManager() as manager:
+        old = prefs.manager_url
+        prefs.manager_url = manager.url
+        yield manager
+        prefs.manager_url = old
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request):
+    """Each test starts from an empty farm view."""
+    yield
+    if MODULE in sys.modules and hasattr(bpy.types.WindowManager, "flamenco_panel"):
+        st = bpy.context.window_manager.flamenco_panel
+        st.jobs.clear(); st.tasks.clear(); st.workers.clear()
+        st.connection, st.message, st.notice, st.last_refresh = 'IDLE', "", "", 0.0
+        st.active_job_index = -1
