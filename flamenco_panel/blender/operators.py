@@ -12,7 +12,8 @@ import bpy
 
 from ..core import errors, logs, rules
 from ..core.models import Job
-from . import addon, preferences, runtime, state
+from ..core import paths
+from . import addon, preferences, runtime, settings, state
 
 
 def _report_error(op, ex: errors.FlamencoError) -> set:
@@ -128,7 +129,59 @@ class FLAMENCO_OT_refresh(bpy.types.Operator):
                 notify(f"Job \"{job.name}\" {job.status}", 'WARNING' if job.status == "failed" else 'INFO')
             return ""
 
-        return run(self, "refresh", {"job_id": selected.id if selected else ""}, applied)
+        result = run(self, "refresh", {"job_id": selected.id if selected else ""}, applied)
+        if not settings.catalog and st.connection != 'OFFLINE':
+            load_catalog(self)
+        return result
+
+
+def load_catalog(op) -> set:
+    """Job types, worker tags and shared storage for the submit panel."""
+    from .submit import apply_catalog
+
+    def applied(data: dict) -> str:
+        apply_catalog(data)
+        return ""
+
+    return run(op, "catalog", {"platform": paths.submitter_platform()}, applied)
+
+
+class FLAMENCO_OT_load_job_types(bpy.types.Operator):
+    """Fetch the Manager's job types, worker tags and shared storage"""
+    bl_idname = "flamenco_panel.load_job_types"
+    bl_label = "Load Job Types"
+
+    def execute(self, context):
+        return load_catalog(self)
+
+
+class FLAMENCO_OT_abort_submit(bpy.types.Operator):
+    """Stop the submission in progress; nothing is submitted"""
+    bl_idname = "flamenco_panel.abort_submit"
+    bl_label = "Abort Submission"
+
+    def execute(self, context):
+        from . import submit
+        if not submit.abort():
+            self.report({'INFO'}, "No submission in progress")
+        return {'FINISHED'}
+
+
+class FLAMENCO_OT_toggle_auto(bpy.types.Operator):
+    """Switch this setting between its automatic value and one you type"""
+    bl_idname = "flamenco_panel.toggle_auto"
+    bl_label = "Automatic Value"
+    bl_options = {'INTERNAL', 'UNDO'}
+
+    key: bpy.props.StringProperty()
+
+    def execute(self, context):
+        job_type = settings.current_type(context.scene)
+        if job_type is None:
+            return {'CANCELLED'}
+        manual = settings.is_manual(context.scene, job_type.name, self.key)
+        settings.set_manual(context.scene, job_type.name, self.key, not manual)
+        return {'FINISHED'}
 
 
 def _job_item(st, job_id: str):
@@ -332,5 +385,6 @@ class FLAMENCO_OT_submit_job(bpy.types.Operator):
 CLASSES = (
     FLAMENCO_OT_notify, FLAMENCO_OT_ping, FLAMENCO_OT_refresh, FLAMENCO_OT_cancel_job, FLAMENCO_OT_pause_job,
     FLAMENCO_OT_requeue_job, FLAMENCO_OT_delete_job, FLAMENCO_OT_set_worker_status, FLAMENCO_OT_show_task_log,
-    FLAMENCO_OT_remove_logs, FLAMENCO_OT_open_web_ui, FLAMENCO_OT_submit_job,
+    FLAMENCO_OT_remove_logs, FLAMENCO_OT_open_web_ui, FLAMENCO_OT_submit_job, FLAMENCO_OT_load_job_types,
+    FLAMENCO_OT_abort_submit, FLAMENCO_OT_toggle_auto,
 )

@@ -7,7 +7,7 @@ import time
 import bpy
 
 from ..core import rules
-from . import lists, preferences, state
+from . import lists, preferences, settings, state
 
 
 class _FlamencoPanel:
@@ -137,4 +137,64 @@ class FLAMENCO_PT_workers(_FlamencoPanel, bpy.types.Panel):
             op.status = status
 
 
-CLASSES = (FLAMENCO_PT_main, FLAMENCO_PT_jobs, FLAMENCO_PT_workers)
+def _draw_setting(layout, context, job_type, setting, holder) -> None:
+    from ..core import jobtypes
+    name = settings.prop_name(setting.key)
+    if not hasattr(holder, name) or not jobtypes.shown_in_submission(setting):
+        return
+    automatic = bool(setting.eval) and not settings.is_manual(context.scene, job_type.name, setting.key)
+    row = layout.row(align=True)
+    if setting.eval and (automatic or not setting.editable):
+        # An automatic value is computed when submitting; show the expression's description instead.
+        row.label(text=f"{setting.label or setting.key}: {setting.eval_description or 'automatic'}")
+    else:
+        sub = row.row(align=True)
+        sub.enabled = setting.editable
+        sub.prop(holder, name)
+    if setting.eval_show_link_button:
+        row.operator("flamenco_panel.toggle_auto", text="", icon='LINKED' if automatic else 'UNLINKED').key = \
+            setting.key
+
+
+class FLAMENCO_PT_submit(_FlamencoPanel, bpy.types.Panel):
+    bl_label = "Submit"
+    bl_parent_id = "FLAMENCO_PT_main"
+
+    @classmethod
+    def poll(cls, context):
+        return state.get(context) is not None and bpy.app.online_access
+
+    def draw(self, context):
+        layout = self.layout
+        st = state.get(context)
+        props = context.scene.flamenco_panel
+        if not bpy.data.filepath:
+            layout.label(text="Save the blend file to submit it", icon='INFO')
+        if not settings.catalog:
+            layout.operator("flamenco_panel.load_job_types", icon='FILE_REFRESH')
+            return
+        layout.prop(props, "job_name", placeholder=bpy.path.display_name_from_filepath(bpy.data.filepath))
+        layout.prop(props, "job_type_enum")
+        job_type = settings.current_type(context.scene)
+        if props.job_type and job_type is None:
+            layout.label(text=f"Job type \"{props.job_type}\" is gone from the Manager", icon='ERROR')
+        holder = getattr(context.window_manager, "flamenco_panel_job_settings", None)
+        if job_type is not None and holder is not None:
+            col = layout.column()
+            for setting in job_type.settings:
+                _draw_setting(col, context, job_type, setting, holder)
+        layout.prop(props, "priority")
+        layout.prop(props, "worker_tag_enum")
+        layout.prop(props, "submit_paused")
+        if st.submit_status:
+            row = layout.row(align=True)
+            row.progress(factor=st.submit_progress, text=st.submit_status.title())
+            row.operator("flamenco_panel.abort_submit", text="", icon='CANCEL')
+        else:
+            layout.operator("flamenco_panel.submit_job", icon='EXPORT')
+        if st.last_submitted_id:
+            layout.operator("flamenco_panel.open_web_ui", text="Open Submitted Job", icon='URL').job_id = \
+                st.last_submitted_id
+
+
+CLASSES = (FLAMENCO_PT_main, FLAMENCO_PT_submit, FLAMENCO_PT_jobs, FLAMENCO_PT_workers)

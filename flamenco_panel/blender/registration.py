@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import addon, lists, operators, panels, preferences, runtime, state
+from . import addon, lists, operators, panels, preferences, runtime, settings, state
 
 _CLASSES = (preferences.FLAMENCO_AP_preferences, *state.CLASSES, *operators.CLASSES, *lists.CLASSES,
             *panels.CLASSES)
@@ -16,11 +16,13 @@ def register(package: str) -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.WindowManager.flamenco_panel = bpy.props.PointerProperty(type=state.FLAMENCO_PG_state)
+    settings.register()
     runtime.start_timer()
 
 
 def unregister() -> None:
     runtime.stop()
+    settings.unregister()
     if hasattr(bpy.types.WindowManager, "flamenco_panel"):
         del bpy.types.WindowManager.flamenco_panel
     for cls in reversed(_CLASSES):

@@ -78,6 +78,9 @@ class FLAMENCO_PG_state(bpy.types.PropertyGroup):
     active_worker_index: bpy.props.IntProperty(default=-1)
     show_all_jobs: bpy.props.BoolProperty(name="All Jobs", description="Show every user's jobs, not only yours")
     notice: bpy.props.StringProperty(description="Latest notification shown in the panel")
+    submit_status: bpy.props.StringProperty(description="Phase of the submission in progress, if any")
+    submit_progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
+    last_submitted_id: bpy.props.StringProperty()
 
 
 CLASSES = (FLAMENCO_PG_job, FLAMENCO_PG_task, FLAMENCO_PG_worker, FLAMENCO_PG_state)

@@ -1,8 +1,220 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Submission of the current scene (filled in by the submission work)."""
+"""Submitting the current scene: the main-thread snapshot, then the helper does the heavy work.
+
+What is submitted is what the artist sees now (unsaved changes included): a
+copy is saved with `save_as_mainfile(copy=True)`, which never touches the
+artist's file. One submission at a time: a second click while one is in
+flight does nothing.
+"""
 from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+
+import bpy
+
+from ..core import errors, expressions, jobtypes, paths, submission, submitting
+from . import addon, preferences, runtime, settings, state
+
+_in_flight: dict = {}     # {"request_id": int, "retried": bool} while a submission runs
+_last_result: dict = {}
+
+
+def in_flight() -> bool:
+    return bool(_in_flight)
+
+
+def _extension_version() -> str:
+    try:
+        import tomllib
+        manifest = pathlib.Path(__file__).resolve().parents[1] / "blender_manifest.toml"
+        return tomllib.loads(manifest.read_text(encoding="utf-8")).get("version", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def _copy_path(original: str, mode: str, stamp: str) -> str:
+    """Where the farm copy is saved: kept next to the file in shared storage, else a hidden temp name."""
+    folder, name = os.path.split(original)
+    stem = os.path.splitext(name)[0]
+    if mode == "in_place":
+        return os.path.join(folder, f"{stem}.flamenco-{stamp}.blend")
+    return os.path.join(folder, f".{stem}.flamenco-{stamp}.blend")
+
+
+def expected_files() -> list[str]:
+    """What Blender itself knows the file uses, to cross-check BAT's findings."""
+    try:
+        found = bpy.utils.blend_paths(absolute=True, packed=False, local=False)
+    except TypeError:
+        found = bpy.utils.blend_paths(absolute=True)
+    for image in bpy.data.images:
+        if image.library is not None and image.filepath and not image.packed_file:
+            found.append(bpy.path.abspath(image.filepath, library=image.library))
+    return sorted({os.path.normpath(p) for p in found if p})
+
+
+def take_snapshot(context, job_type_name: str, job_name: str, priority: int, overrides: dict) -> tuple:
+    """(Snapshot, mode): evaluated once; what is packed and what is submitted come from this."""
+    prefs = preferences.get()
+    props = context.scene.flamenco_panel
+    original = bpy.data.filepath
+    platform = paths.submitter_platform()
+    job_name = (job_name or props.job_name or pathlib.Path(original).stem).strip()
+    submission.check_submittable(job_name, original, platform, prefs.user_name)
+    job_type = settings.catalog.get(job_type_name or props.job_type)
+    if job_type is None:
+        name = job_type_name or props.job_type
+        raise errors.ConfigurationError(f"Job type \"{name}\" is not available on the Manager; refresh and pick "
+                                        "another" if name else "Pick a job type (refresh to load them)")
+    try:
+        values = settings.evaluate_all(context, job_type, job_name)
+    except expressions.ExpressionError as ex:
+        raise errors.ConfigurationError(str(ex)) from None
+    final = submission.final_settings(job_type, values, overrides)
+    storage = settings.farm_info.get("shared_storage", {})
+    mode = submitting.plan_mode(original, storage.get("location", ""), bool(storage.get("shaman_enabled")),
+                                platform)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    copy = _copy_path(original, mode, stamp)
+    bpy.ops.wm.save_as_mainfile(filepath=copy, copy=True, check_existing=False)
+    snap = submission.Snapshot(
+        job_name=job_name, job_type=job_type.name, type_etag=job_type.etag, settings=final,
+        priority=priority if priority >= 0 else props.priority, platform=platform, blendfile=copy,
+        original_blendfile=original, project_root=paths.find_project_root(original),
+        metadata=submission.metadata(prefs.user_name, prefs.user_email, original, bpy.app.version_string,
+                                     _extension_version()),
+        worker_tag=props.worker_tag, paused=props.submit_paused, expected_files=expected_files())
+    return snap, mode
 
 
 def execute(op, context) -> set:
-    op.report({'ERROR'}, "Submitting is not available in this version of Flamenco Panel yet")
-    return {'CANCELLED'}
+    if in_flight():
+        op.report({'WARNING'}, "A submission is already in progress")
+        return {'CANCELLED'}
+    try:
+        overrides = json.loads(op.settings) if op.settings.strip() else {}
+        if not isinstance(overrides, dict):
+            raise ValueError("not an object")
+    except ValueError as ex:
+        op.report({'ERROR'}, f"settings must be a JSON object of overrides ({ex})")
+        return {'CANCELLED'}
+    try:
+        runtime.check_online()
+        if not settings.catalog or (op.job_type and op.job_type not in settings.catalog):
+            if runtime.interactive():
+                raise errors.ConfigurationError("Job types are not loaded yet: press Refresh first")
+            load_catalog_now()
+        snap, mode = take_snapshot(context, op.job_type, op.job_name, op.priority, overrides)
+    except (errors.FlamencoError, paths.PathRuleError) as ex:
+        op.report({'ERROR'}, str(ex))
+        return {'CANCELLED'}
+    return _dispatch(op, context, snap, mode, overrides, retried=False)
+
+
+def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
+    st = state.get(context)
+    outcome: dict = {}
+
+    def done(data: dict) -> None:
+        _in_flight.clear()
+        _last_result.clear()
+        _last_result.update(data)
+        job = data.get("job", {})
+        st.submit_progress, st.submit_status = 0.0, ""
+        message = f"Submitted \"{job.get('name', '')}\" ({job.get('id', '')[:8]})"
+        if data.get("mode") == "shaman":
+            message += f", uploaded {data.get('bytes_uploaded', 0)} bytes"
+        st.last_submitted_id = job.get("id", "")
+        st.notice = message
+        outcome["message"] = message
+        if runtime.interactive():
+            from .operators import notify
+            notify(message)
+            bpy.ops.flamenco_panel.refresh()
+
+    def failed(ex: errors.FlamencoError) -> None:
+        _in_flight.clear()
+        st.submit_progress, st.submit_status = 0.0, ""
+        if isinstance(ex, errors.JobTypeStale) and not retried:
+            # The job type changed on the Manager: fetch it, re-evaluate, and check once more.
+            outcome["stale"] = True
+            if runtime.interactive():
+                _retry_interactive(snap, overrides)
+            return
+        st.message = ex.message
+        outcome["error"] = ex
+        if runtime.interactive():
+            from .operators import notify
+            notify(ex.message, 'ERROR')
+
+    def progressed(data: dict) -> None:
+        st.submit_status = str(data.get("phase", ""))
+        total = data.get("bytes_total") or data.get("files_total") or 0
+        done_ = data.get("bytes_done") if data.get("bytes_total") else data.get("files_done")
+        st.submit_progress = min(1.0, float(done_ or 0) / total) if total else 0.0
+
+    args = {"snapshot": snap.to_dict(), "mode": mode, "user_dir": addon.user_path()}
+    _in_flight["retried"] = retried
+    request_id = runtime.dispatch("submit", args, done, failed, progressed)
+    if request_id:
+        _in_flight["request_id"] = request_id
+        st.submit_status = "starting"
+        return {'FINISHED'}
+    if outcome.get("stale"):
+        load_catalog_now()
+        try:
+            snap, mode = take_snapshot(bpy.context, snap.job_type, snap.job_name, snap.priority, overrides)
+        except errors.FlamencoError as ex:
+            op.report({'ERROR'}, ex.message)
+            return {'CANCELLED'}
+        return _dispatch(op, bpy.context, snap, mode, overrides, retried=True)
+    if "error" in outcome:
+        op.report({'ERROR'}, outcome["error"].message)
+        return {'CANCELLED'}
+    op.report({'INFO'}, outcome.get("message", "Submitted"))
+    return {'FINISHED'}
+
+
+def _retry_interactive(snap, overrides) -> None:
+    def reloaded(data: dict) -> None:
+        apply_catalog(data)
+        try:
+            new_snap, mode = take_snapshot(bpy.context, snap.job_type, snap.job_name, snap.priority, overrides)
+        except (errors.FlamencoError, paths.PathRuleError) as ex:
+            from .operators import notify
+            notify(str(ex), 'ERROR')
+            return
+        _dispatch(None, bpy.context, new_snap, mode, overrides, retried=True)
+
+    def failed(ex: errors.FlamencoError) -> None:
+        from .operators import notify
+        notify(ex.message, 'ERROR')
+
+    runtime.dispatch("catalog", {"platform": snap.platform}, reloaded, failed)
+
+
+def abort() -> bool:
+    request_id = _in_flight.get("request_id")
+    if request_id:
+        runtime.abort(request_id)
+        return True
+    return False
+
+
+def load_catalog_now() -> None:
+    """Background mode: fetch job types, tags and shared storage synchronously."""
+    result: dict = {}
+    runtime.dispatch("catalog", {"platform": paths.submitter_platform()}, result.update,
+                     lambda ex: result.update(error=ex))
+    if "error" in result:
+        raise result["error"]
+    apply_catalog(result)
+
+
+def apply_catalog(data: dict) -> None:
+    settings.farm_info.clear()
+    settings.farm_info.update(shared_storage=data.get("shared_storage", {}), variables=data.get("variables", {}))
+    settings.set_catalog(data.get("job_types", []), data.get("tags", []))

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Mapping
 
-from . import errors, rules
+from . import errors, rules, submitting
 from .client import ManagerClient
 from .models import Job
 
@@ -120,10 +120,6 @@ def last_rendered(client: ManagerClient, args: Mapping, progress: Progress) -> d
     return {"job_id": args["job_id"], "path": dest, "size": len(data)}
 
 
-def job_types(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
-    return {"job_types": client.job_types(), "tags": [dataclasses.asdict(t) for t in client.worker_tags()]}
-
-
 OPERATIONS: dict[str, Callable[[ManagerClient, Mapping, Progress], Any]] = {
     "ping": ping,
     "refresh": refresh,
@@ -133,13 +129,9 @@ OPERATIONS: dict[str, Callable[[ManagerClient, Mapping, Progress], Any]] = {
     "worker_status": worker_status,
     "task_log": task_log,
     "last_rendered": last_rendered,
-    "job_types": job_types,
+    "catalog": submitting.catalog,
+    "submit": submitting.submit,
 }
-
-
-def register(name: str, fn: Callable[[ManagerClient, Mapping, Progress], Any]) -> None:
-    """Lets later features (submission) add their operation without touching this table."""
-    OPERATIONS[name] = fn
 
 
 def run(name: str, client: ManagerClient, args: Mapping, progress: Progress | None = None) -> Any:

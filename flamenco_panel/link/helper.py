@@ -46,6 +46,7 @@ class Helper:
                 raise errors.Aborted("Aborted")
             self.send(protocol.progress(request_id, data))
 
+        progress.aborted = lambda: request_id in self.aborted   # long operations poll this between steps
         try:
             connection = Connection.from_dict(message.get("connection") or {})
             data = operations.run(str(message.get("op")), self.client(connection), message.get("args") or {},

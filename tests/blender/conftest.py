@@ -54,7 +54,7 @@ def extension():
 
 @pytest.fixture
 def prefs(extension):
-    return bpy.context.preferences.addons[MODULE].preferences
+    return current_prefs()
 
 
 @pytest.fixture
@@ -79,14 +79,19 @@ def runtime(extension):
     rt.force_interactive = False
 
 
+def current_prefs():
+    """Looked up afresh: a test may re-register the add-on, which frees the old preferences struct."""
+    return bpy.context.preferences.addons[MODULE].preferences
+
+
 @pytest.fixture
-def fake_manager(prefs):
+def fake_manager(extension):
     from fakemanager import FakeManager
     with FakeManager() as manager:
-        old = prefs.manager_url
-        prefs.manager_url = manager.url
+        old = current_prefs().manager_url
+        current_prefs().manager_url = manager.url
         yield manager
-        prefs.manager_url = old
+        current_prefs().manager_url = old
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The submit operation: check, get the file to the farm (in place, BAT pack, or Shaman), submit once.
+
+Runs in the helper process (or directly in background mode). The snapshot
+was taken on Blender's main thread; nothing here asks Blender anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+from typing import Mapping
+
+from . import errors, paths
+from .client import ManagerClient
+from .submission import Snapshot, submitted_job
+
+MODES = ("in_place", "pack", "shaman")
+
+
+def plan_mode(original_blendfile: str, storage_location: str, shaman_enabled: bool, platform: str) -> str:
+    """In place when the file already sits in shared storage; else Shaman when enabled; else pack."""
+    if storage_location and paths.is_inside(original_blendfile, storage_location, platform):
+        return "in_place"
+    return "shaman" if shaman_enabled else "pack"
+
+
+def _should_abort(progress) -> bool:
+    return bool(getattr(progress, "aborted", lambda: False)())
+
+
+def _check(client: ManagerClient, job: dict) -> None:
+    caps = client.capabilities()
+    if caps.spec_known and not caps.has("submitJobCheck"):
+        return   # before 3.2 there is no check; submit will say what is wrong
+    client.check_job(job)
+
+
+def catalog(client: ManagerClient, args: Mapping, progress) -> dict:
+    """What the submit panel needs from the Manager: job types, worker tags, shared storage, variables."""
+    platform = str(args.get("platform") or paths.submitter_platform())
+    storage = client.shared_storage(platform)
+    return {"job_types": client.job_types(), "tags": [dataclasses.asdict(t) for t in client.worker_tags()],
+            "shared_storage": dataclasses.asdict(storage),
+            "variables": {k: dataclasses.asdict(v) for k, v in client.variables(platform).items()}}
+
+
+def submit(client: ManagerClient, args: Mapping, progress) -> dict:
+    snap = Snapshot.from_dict(args["snapshot"])
+    mode = str(args.get("mode", "pack"))
+    caps = client.capabilities()
+    storage = client.shared_storage(snap.platform)
+    timestamp = datetime.datetime.now()
+    relative = paths.relative_blendfile(snap.original_blendfile, snap.project_root, snap.platform)
+    target = None
+    checkout = ""
+    if mode == "in_place":
+        planned = snap.blendfile
+    elif mode == "shaman":
+        checkout = f"{paths.job_dir_name(snap.job_name, timestamp)}"
+        planned = paths.shaman_blendfile(checkout, relative)
+    else:
+        if not storage.location:
+            raise errors.ConfigurationError("The Manager reports no shared storage for this platform")
+        target = paths.pack_target(storage.location, snap.job_name, timestamp, snap.original_blendfile,
+                                   snap.project_root, snap.platform)
+        planned = target.blendfile
+    submitted = False
+    try:
+        job = submitted_job(snap, planned, shaman_checkout=checkout, can_set_initial_status=caps.has_initial_status)
+        progress({"phase": "checking"})
+        _check(client, job)   # JobTypeStale (412) goes back to Blender, which re-evaluates and tries again once
+        stats: dict = {"mode": mode, "files": 0, "bytes": 0, "bytes_uploaded": 0, "missing": []}
+        if mode == "pack":
+            stats.update(_pack(snap, target, progress))
+        elif mode == "shaman":
+            result = _shaman(client, snap, checkout, relative, args, progress)
+            stats.update(result)
+            checkout = result["checkout"]
+            job = submitted_job(snap, paths.shaman_blendfile(checkout, relative), shaman_checkout=checkout,
+                                can_set_initial_status=caps.has_initial_status)
+        if stats["missing"] and not args.get("allow_missing"):
+            raise errors.ConfigurationError("Files this scene uses are missing, so the farm cannot render it: "
+                                            + ", ".join(stats["missing"][:5])
+                                            + (" …" if len(stats["missing"]) > 5 else ""))
+        if _should_abort(progress):
+            raise errors.Aborted("Submission aborted; nothing was submitted")
+        progress({"phase": "submitting"})
+        submitted = True   # set before the POST: whatever happens now, the farm copy may be in use
+        created = client.submit_job(job)   # exactly once: never retried
+    finally:
+        # The temporary copy made for packing always goes; an in-place copy stays only for a submitted job.
+        if (mode != "in_place" or not submitted) and os.path.exists(snap.blendfile):
+            os.remove(snap.blendfile)
+        if not submitted and target is not None:
+            shutil.rmtree(target.directory, ignore_errors=True)   # no half-submitted job leaves files behind
+    return {"job": dataclasses.asdict(created), "blendfile": job["settings"].get("blendfile", planned), **stats}
+
+
+def _pack(snap: Snapshot, target: paths.PackTarget, progress) -> dict:
+    from . import packing
+
+    progress({"phase": "packing"})
+    result = packing.pack(snap.blendfile, snap.project_root, target.directory, progress,
+                          lambda: _should_abort(progress))
+    missing = list(result.missing) + packing.cross_check(snap.expected_files, result)
+    # The copy was saved under a temporary name next to the artist's file; give it the real name.
+    if os.path.normcase(result.output_blendfile) != os.path.normcase(target.blendfile):
+        os.makedirs(os.path.dirname(target.blendfile), exist_ok=True)
+        shutil.move(result.output_blendfile, target.blendfile)
+    return {"files": result.files, "bytes": result.bytes, "missing": sorted(set(missing)),
+            "pack_dir": target.directory}
+
+
+def _shaman(client: ManagerClient, snap: Snapshot, checkout: str, relative: str, args: Mapping, progress) -> dict:
+    from . import packing, shaman
+
+    staging = os.path.join(str(args["user_dir"]), "staging", paths.job_dir_name(snap.job_name,
+                                                                                 datetime.datetime.now()))
+    try:
+        progress({"phase": "packing"})
+        result = packing.pack(snap.blendfile, snap.project_root, staging, progress, lambda: _should_abort(progress))
+        missing = list(result.missing) + packing.cross_check(snap.expected_files, result)
+        packed_blend = os.path.join(staging, *relative.split("/"))
+        if os.path.normcase(result.output_blendfile) != os.path.normcase(packed_blend):
+            os.makedirs(os.path.dirname(packed_blend), exist_ok=True)
+            shutil.move(result.output_blendfile, packed_blend)
+        files = []
+        for folder, _dirs, names in os.walk(staging):
+            for name in names:
+                full = os.path.join(folder, name)
+                files.append((full, os.path.relpath(full, staging).replace(os.sep, "/")))
+        cache = shaman.HashCache(os.path.join(str(args["user_dir"]), "shaman-hashes.json"))
+        progress({"phase": "uploading"})
+        uploaded = shaman.upload(client, files, checkout, cache, progress, lambda: _should_abort(progress))
+        return {"files": uploaded.files_total, "bytes": sum(os.path.getsize(f) for f, _ in files),
+                "bytes_uploaded": uploaded.bytes_uploaded, "missing": sorted(set(missing)),
+                "checkout": uploaded.checkout_path}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
