@@ -8,7 +8,7 @@ set -euo pipefail
 CACHE="${FLAMENCO_PANEL_CACHE:-$HOME/.cache/flamenco-panel}"
 PYTHON="${PYTHON:-python3.11}"
 BPY_VERSIONS="${BPY_VERSIONS:-4.2.23 5.0.1}"
-TEST_PACKAGES="pytest==8.3.4 openapi-schema-validator==0.6.3 PyYAML==6.0.2"
+TEST_PACKAGES="pytest==8.3.4 openapi-schema-validator==0.6.3 PyYAML==6.0.2 blender-asset-tracer==1.23"
 FLAMENCO_MODULE="projects.blender.org/studio/flamenco"
 # name:commit — 3.9-beta1 is the main target, 3.5 covers the old jobs API.
 FLAMENCO_BUILDS="${FLAMENCO_BUILDS:-3.9-beta1:b36662b3b8abd51c8b62afdc2ffc5951113b85d3 3.5:81de246b484fb020d4db68eaa9624aa32e9a6620}"
@@ -18,13 +18,16 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 setup_venv() {
     local ver="$1" dir="$CACHE/venv-bpy-$1"
-    local stamp="$dir/.ready-$(echo "$TEST_PACKAGES" | md5sum | cut -c1-8)"
+    local stamp="$dir/.ready-$(echo "bpy==$ver $TEST_PACKAGES" | md5sum | cut -c1-8)"
     if [ -f "$stamp" ]; then log "bpy $ver: cached ($dir)"; return; fi
-    log "bpy $ver: creating $dir"
-    rm -rf "$dir"
-    "$PYTHON" -m venv "$dir"
+    if [ ! -x "$dir/bin/python" ]; then
+        log "bpy $ver: creating $dir"
+        "$PYTHON" -m venv "$dir"
+    fi
+    log "bpy $ver: installing bpy==$ver $TEST_PACKAGES"
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "bpy==$ver" $TEST_PACKAGES
-    "$dir/bin/python" -c "import bpy; print('bpy', bpy.app.version_string)" >/dev/null
+    "$dir/bin/python" -c "import bpy" >/dev/null
+    rm -f "$dir"/.ready-*
     touch "$stamp"
 }
 

@@ -6,6 +6,7 @@ In background mode (scripts, CLI) a failure is reported as an ERROR, which
 """
 from __future__ import annotations
 
+import os
 import webbrowser
 
 import bpy
@@ -13,7 +14,7 @@ import bpy
 from ..core import errors, logs, rules
 from ..core.models import Job
 from ..core import paths
-from . import addon, preferences, runtime, settings, state
+from . import logview, preferences, runtime, settings, state
 
 
 def _report_error(op, ex: errors.FlamencoError) -> set:
@@ -297,11 +298,13 @@ class FLAMENCO_OT_set_worker_status(bpy.types.Operator):
 
 
 class FLAMENCO_OT_show_task_log(bpy.types.Operator):
-    """Fetch the task's log tail into a Text datablock"""
+    """Fetch the task's log into a Text datablock; with Follow, keep adding new lines while it runs"""
     bl_idname = "flamenco_panel.show_task_log"
     bl_label = "Show Task Log"
 
     task_id: bpy.props.StringProperty(name="Task ID", description="Empty: the selected task")
+    follow: bpy.props.BoolProperty(name="Follow", default=False,
+                                   description="Keep fetching new log lines while the task runs")
 
     def execute(self, context):
         st = state.get(context)
@@ -311,28 +314,22 @@ class FLAMENCO_OT_show_task_log(bpy.types.Operator):
         if not task_id:
             self.report({'ERROR'}, "No task selected")
             return {'CANCELLED'}
-        prefs = preferences.get()
-        max_chars = (prefs.log_max_kb if prefs else 256) * 1024
         job = _job_item(st, "")
+        follow = self.follow
 
         def applied(data: dict) -> str:
             job_name = job.name if job is not None and job.id == data.get("job_id") else ""
-            name = logs.text_name(job_name, data.get("task_name", ""), data["task_id"])
-            text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
-            text["flamenco_task_id"] = data["task_id"]
-            text.from_string(logs.cap(logs.clean(data.get("text", "")), max_chars))
-            _show_in_text_editor(context, text)
-            return f"Log of task \"{data.get('task_name', '')}\" in Text \"{text.name}\""
+            text = logview.text_for(job_name, data.get("task_name", ""), data["task_id"])
+            logview.write(text, data.get("text", ""), append=False)
+            logview.show(text, context)
+            following = follow and data.get("task_status") in logview.ACTIVE_TASK_STATUSES
+            if following:
+                logview.start_following(data["task_id"], text.name, data.get("offset", 0))
+            return (f"Log of task \"{data.get('task_name', '')}\" in Text \"{text.name}\""
+                    + (" (following)" if following else ""))
 
-        return run(self, "task_log", {"task_id": task_id}, applied)
-
-
-def _show_in_text_editor(context, text) -> None:
-    screen = getattr(context, "screen", None)
-    for area in getattr(screen, "areas", ()):
-        if area.type == 'TEXT_EDITOR':
-            area.spaces.active.text = text
-            return
+        args = {"task_id": task_id, "follow": follow, "offset": 0, "max_bytes": logview._max_chars()}
+        return run(self, "task_log", args, applied)
 
 
 class FLAMENCO_OT_remove_logs(bpy.types.Operator):
@@ -341,8 +338,9 @@ class FLAMENCO_OT_remove_logs(bpy.types.Operator):
     bl_label = "Remove Flamenco Logs"
 
     def execute(self, context):
-        doomed = [t for t in bpy.data.texts if "flamenco_task_id" in t]
+        doomed = [t for t in bpy.data.texts if logview.TASK_KEY in t]
         for text in doomed:
+            logview.stop_following(text[logview.TASK_KEY])
             bpy.data.texts.remove(text)
         self.report({'INFO'}, f"Removed {len(doomed)} log text(s)")
         return {'FINISHED'}
@@ -366,6 +364,59 @@ class FLAMENCO_OT_open_web_ui(bpy.types.Operator):
         return {'FINISHED'}
 
 
+class FLAMENCO_OT_set_job_priority(bpy.types.Operator):
+    """Change the priority of a job (higher runs first)"""
+    bl_idname = "flamenco_panel.set_job_priority"
+    bl_label = "Set Job Priority"
+
+    job_id: bpy.props.StringProperty(name="Job ID", description="Empty: the selected job")
+    priority: bpy.props.IntProperty(name="Priority", default=50, min=0, max=100)
+
+    def invoke(self, context, event):
+        item = _job_item(state.get(context), self.job_id)
+        if item is not None:
+            self.priority = item.priority
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        st = state.get(context)
+        prefs = preferences.get()
+        item = _job_item(st, self.job_id)
+        if item is None and not self.job_id:
+            self.report({'ERROR'}, "No job selected")
+            return {'CANCELLED'}
+        if item is not None and not item.is_mine and not (prefs and prefs.allow_others):
+            return _report_error(self, errors.ActionNotAllowed(f"Job \"{item.name}\" is not yours"))
+
+        def applied(data: dict) -> str:
+            for job in st.jobs:
+                if job.id == data["job_id"]:
+                    job.priority = data["priority"]
+            return f"Priority set to {data['priority']}"
+
+        return run(self, "job_priority", {"job_id": item.id if item else self.job_id, "priority": self.priority,
+                                          "user_name": prefs.user_name if prefs else "",
+                                          "allow_others": bool(prefs and prefs.allow_others)}, applied)
+
+
+class FLAMENCO_OT_open_output_folder(bpy.types.Operator):
+    """Open the folder the selected job renders into (the Manager's variables expanded for this computer)"""
+    bl_idname = "flamenco_panel.open_output_folder"
+    bl_label = "Open Output Folder"
+
+    @classmethod
+    def poll(cls, context):
+        return bool(state.output_folder(state.selected_job(state.get(context))))
+
+    def execute(self, context):
+        folder = state.output_folder(state.selected_job(state.get(context)))
+        if not os.path.isdir(folder):
+            self.report({'ERROR'}, f"Output folder not reachable from this computer: {folder}")
+            return {'CANCELLED'}
+        bpy.ops.wm.path_open(filepath=folder)
+        return {'FINISHED'}
+
+
 class FLAMENCO_OT_submit_job(bpy.types.Operator):
     """Submit the current scene to the Flamenco Manager"""
     bl_idname = "flamenco_panel.submit_job"
@@ -386,5 +437,5 @@ CLASSES = (
     FLAMENCO_OT_notify, FLAMENCO_OT_ping, FLAMENCO_OT_refresh, FLAMENCO_OT_cancel_job, FLAMENCO_OT_pause_job,
     FLAMENCO_OT_requeue_job, FLAMENCO_OT_delete_job, FLAMENCO_OT_set_worker_status, FLAMENCO_OT_show_task_log,
     FLAMENCO_OT_remove_logs, FLAMENCO_OT_open_web_ui, FLAMENCO_OT_submit_job, FLAMENCO_OT_load_job_types,
-    FLAMENCO_OT_abort_submit, FLAMENCO_OT_toggle_auto,
+    FLAMENCO_OT_abort_submit, FLAMENCO_OT_toggle_auto, FLAMENCO_OT_set_job_priority, FLAMENCO_OT_open_output_folder,
 )

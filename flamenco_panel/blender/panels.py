@@ -7,7 +7,7 @@ import time
 import bpy
 
 from ..core import rules
-from . import lists, preferences, settings, state
+from . import lists, logview, preferences, preview, settings, state
 
 
 class _FlamencoPanel:
@@ -79,6 +79,8 @@ def _job_actions(layout, st, job, prefs) -> None:
                                    ("delete", "flamenco_panel.delete_job", 'TRASH')):
         if can_manage and rules.job_action_allowed(action, job.status, st.can_pause):
             row.operator(operator, text=rules.JOB_ACTIONS[action].label, icon=icon).job_id = job.id
+    if can_manage:
+        row.operator("flamenco_panel.set_job_priority", text="", icon='SORT_DESC').job_id = job.id
     row.operator("flamenco_panel.open_web_ui", text="", icon='URL').job_id = job.id
 
 
@@ -108,10 +110,23 @@ class FLAMENCO_PT_jobs(_FlamencoPanel, bpy.types.Panel):
         col.label(text=f"By {job.user_name or 'unknown'}, created {job.created[:19].replace('T', ' ')}")
         if job.activity:
             col.label(text=job.activity)
+        folder = state.output_folder(job)
+        if folder:
+            row = col.row(align=True)
+            row.label(text=folder, icon='FILE_FOLDER')
+            row.operator("flamenco_panel.open_output_folder", text="", icon='FILEBROWSER')
         _job_actions(layout, st, job, prefs)
+        icon = preview.icon_for(job.id)
+        if icon:
+            layout.template_icon(icon_value=icon, scale=6.0)
         if st.tasks_job_id == job.id and st.tasks:
             layout.template_list("FLAMENCO_UL_tasks", "", st, "tasks", st, "active_task_index", rows=3)
-            layout.operator("flamenco_panel.show_task_log", icon='TEXT')
+            row = layout.row(align=True)
+            row.operator("flamenco_panel.show_task_log", icon='TEXT')
+            row.operator("flamenco_panel.show_task_log", text="Follow", icon='PLAY').follow = True
+        if logview.following:
+            layout.label(text=f"Following {len(logview.following)} task log(s)", icon='TEXT')
+        layout.operator("flamenco_panel.remove_logs", icon='TRASH')
 
 
 class FLAMENCO_PT_workers(_FlamencoPanel, bpy.types.Panel):
@@ -131,10 +146,17 @@ class FLAMENCO_PT_workers(_FlamencoPanel, bpy.types.Panel):
             layout.label(text="No workers have connected to this Manager", icon='INFO')
             return
         layout.template_list("FLAMENCO_UL_workers", "", st, "workers", st, "active_worker_index", rows=3)
-        row = layout.row(align=True)
-        for status, icon in (("awake", 'PLAY'), ("asleep", 'SORTTIME'), ("offline", 'UNLINKED')):
-            op = row.operator("flamenco_panel.set_worker_status", text=status.title(), icon=icon)
-            op.status = status
+        if 0 <= st.active_worker_index < len(st.workers):
+            worker = st.workers[st.active_worker_index]
+            col = layout.column(align=True)
+            col.label(text=f"Version {worker.version or '?'} · last seen {worker.last_seen[:19].replace('T', ' ')}")
+            if worker.tags:
+                col.label(text=f"Tags: {worker.tags}", icon='BOOKMARKS')
+            row = layout.row(align=True)
+            for status, icon in (("awake", 'PLAY'), ("asleep", 'SORTTIME'), ("offline", 'UNLINKED')):
+                op = row.operator("flamenco_panel.set_worker_status", text=status.title(), icon=icon)
+                op.status = status
+                op.worker_id = worker.id
 
 
 def _draw_setting(layout, context, job_type, setting, holder) -> None:

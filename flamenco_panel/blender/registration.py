@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import addon, lists, operators, panels, preferences, runtime, settings, state
+from . import addon, lists, logview, operators, panels, preferences, preview, runtime, settings, state
 
 _CLASSES = (preferences.FLAMENCO_AP_preferences, *state.CLASSES, *operators.CLASSES, *lists.CLASSES,
             *panels.CLASSES)
@@ -22,6 +22,8 @@ def register(package: str) -> None:
 
 def unregister() -> None:
     runtime.stop()
+    logview.clear()
+    preview.clear()
     settings.unregister()
     if hasattr(bpy.types.WindowManager, "flamenco_panel"):
         del bpy.types.WindowManager.flamenco_panel

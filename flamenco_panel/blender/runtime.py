@@ -138,6 +138,9 @@ def tick() -> float:
     handled = drain()
     if handled:
         tag_redraw()
+    from . import logview
+    if logview.following and bpy.app.online_access:
+        logview.poll()
     prefs = preferences.get()
     st = state.get()
     if prefs is not None and st is not None and prefs.refresh_interval > 0 and bpy.app.online_access:

@@ -60,6 +60,24 @@ class FLAMENCO_PG_worker(bpy.types.PropertyGroup):
     can_restart: bpy.props.BoolProperty()
 
 
+# Full job data by id for the selected job's details (settings); the collections keep only what lists need.
+job_details: dict[str, Job] = {}
+_applying = False
+
+
+def _job_selected(self, context) -> None:
+    """A new job selected by the user: fetch its tasks and last-rendered image (in the helper)."""
+    if _applying:
+        return
+    job = selected_job(self)
+    if job is None:
+        return
+    from . import preview, runtime
+    runtime.dispatch("job_tasks", {"job_id": job.id}, lambda data: apply_tasks(self, data["job_id"], data["tasks"]),
+                     lambda ex: apply_error(self, ex.message))
+    preview.request(job.id)
+
+
 class FLAMENCO_PG_state(bpy.types.PropertyGroup):
     connection: bpy.props.EnumProperty(items=CONNECTION_STATES, default='IDLE')
     message: bpy.props.StringProperty(description="Last error or notice")
@@ -73,7 +91,7 @@ class FLAMENCO_PG_state(bpy.types.PropertyGroup):
     tasks: bpy.props.CollectionProperty(type=FLAMENCO_PG_task)
     workers: bpy.props.CollectionProperty(type=FLAMENCO_PG_worker)
     tasks_job_id: bpy.props.StringProperty(description="Job whose tasks are listed")
-    active_job_index: bpy.props.IntProperty(default=-1)
+    active_job_index: bpy.props.IntProperty(default=-1, update=_job_selected)
     active_task_index: bpy.props.IntProperty(default=-1)
     active_worker_index: bpy.props.IntProperty(default=-1)
     show_all_jobs: bpy.props.BoolProperty(name="All Jobs", description="Show every user's jobs, not only yours")
@@ -136,6 +154,15 @@ def selected_job(state):
 
 def apply_refresh(state, data: dict, user_name: str) -> list:
     """Applies a refresh result; returns the jobs of mine that just finished (for notifications)."""
+    global _applying
+    _applying = True
+    try:
+        return _apply_refresh(state, data, user_name)
+    finally:
+        _applying = False
+
+
+def _apply_refresh(state, data: dict, user_name: str) -> list:
     selected = selected_job(state)
     selected_id = selected.id if selected else ""
     previous = {job.id: job.status for job in state.jobs}
@@ -150,6 +177,8 @@ def apply_refresh(state, data: dict, user_name: str) -> list:
 
     jobs = [from_link(Job, j) for j in data.get("jobs", [])]
     jobs.sort(key=lambda j: timestamp(j.created), reverse=True)   # newest first
+    job_details.clear()
+    job_details.update((j.id, j) for j in jobs)
     _sync(state.jobs, jobs, _fill_job(user_name))
     index = next((i for i, j in enumerate(jobs) if j.id == selected_id), -1)
     if state.active_job_index != index:
@@ -168,6 +197,21 @@ def apply_tasks(state, job_id: str, tasks: list[dict]) -> None:
         state.tasks_job_id = job_id
         state.tasks.clear()
     _sync(state.tasks, items, _fill_task)
+
+
+def output_folder(job_item) -> str:
+    """The selected job's render output folder on this computer ("" when unknown)."""
+    from ..core import paths
+    from . import settings
+    job = job_details.get(job_item.id) if job_item is not None else None
+    output = str(job.settings.get("render_output_path", "")) if job is not None else ""
+    if not output:
+        return ""
+    variables = {k: v.get("value", "") for k, v in settings.farm_info.get("variables", {}).items()}
+    try:
+        return paths.output_folder(output, variables, paths.submitter_platform())
+    except ValueError:
+        return ""
 
 
 def apply_error(state, message: str) -> None:

@@ -110,7 +110,8 @@ def last_rendered(client: ManagerClient, args: Mapping, progress: Progress) -> d
     info = client.last_rendered(args["job_id"])
     if info is None:
         return {"job_id": args["job_id"], "path": ""}
-    data = client.last_rendered_image(info, str(args.get("suffix", "")))
+    wanted = str(args.get("suffix", ""))
+    data = client.last_rendered_image(info, wanted if wanted in info.suffixes else "")
     dest = str(args["dest"])
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".part"

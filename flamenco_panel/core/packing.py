@@ -22,6 +22,7 @@ import errno
 import functools
 import os
 import pathlib
+import queue
 import re
 import shutil
 import tempfile
@@ -196,7 +197,8 @@ class _Reporter:
     recorded here and handed to `Packer.abort()`; `pack` raises it once BAT has stopped.
     """
 
-    def __init__(self, progress: Progress | None, should_abort: ShouldAbort | None, copy_phase: str = "copying") -> None:
+    def __init__(self, progress: Progress | None, should_abort: ShouldAbort | None,
+                 copy_phase: str = "copying") -> None:
         self.progress = progress
         self.copy_phase = copy_phase
         self.should_abort = should_abort
@@ -260,12 +262,13 @@ def _callback_class(bat: Any) -> type:
         def transfer_file(self, src: pathlib.Path, dst: pathlib.PurePath) -> None:
             self.started += 1
             total = max(self.reporter.state["files_total"], self.started)
-            self.reporter.update(force=False, phase=self.reporter.copy_phase, files_done=self.started - 1, files_total=total,
-                                 current=dst.name)
+            self.reporter.update(force=False, phase=self.reporter.copy_phase, files_done=self.started - 1,
+                                 files_total=total, current=dst.name)
 
         def transfer_progress(self, total_bytes: int, transferred_bytes: int) -> None:
             total = max(self.reporter.state["bytes_total"], total_bytes)
-            self.reporter.update(force=False, phase=self.reporter.copy_phase, bytes_done=transferred_bytes, bytes_total=total)
+            self.reporter.update(force=False, phase=self.reporter.copy_phase, bytes_done=transferred_bytes,
+                                 bytes_total=total)
 
         def missing_file(self, filename: pathlib.Path) -> None:
             self.reporter.update(force=False, current=self._rel(filename))
@@ -371,9 +374,35 @@ def _estimate(packer: Any) -> tuple[int, int]:
     return len(seen), size
 
 
+class _Prompt:
+    """Mixed into BAT's transferers: notice "all queued" and "thread done" within milliseconds.
+
+    BAT 1.23 polls its queue and its thread in 0.5 s steps, which costs every pack up to a
+    second of waiting even for a few small files.
+    """
+
+    POLL = 0.01
+
+    def iter_queue(self):
+        while not (self._abort.is_set() or self.has_error):
+            try:
+                src, dst, action = self.queue.get(timeout=self.POLL)
+            except queue.Empty:
+                if self.done.is_set():
+                    return
+                continue
+            self.progress_cb.transfer_file(src, dst)
+            yield src, dst, action
+
+    def join(self, timeout: float | None = None) -> None:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive() and (end is None or time.monotonic() < end):
+            self.progress_cb.flush(timeout=self.POLL)
+
+
 @functools.lru_cache(maxsize=None)
 def _chunked_copier_class(base: type) -> type:
-    class ChunkedCopier(base):  # type: ignore[misc, valid-type]
+    class ChunkedCopier(_Prompt, base):  # type: ignore[misc, valid-type]
         """BAT's copier, copying in chunks: byte progress and abort inside big files."""
 
         def __init__(self) -> None:
@@ -416,7 +445,7 @@ def _abort_transfer() -> Exception:
 
 @functools.lru_cache(maxsize=None)
 def _recorder_class(base: type) -> type:
-    class Recorder(base):  # type: ignore[misc, valid-type]
+    class Recorder(_Prompt, base):  # type: ignore[misc, valid-type]
         """Stands in for the copier in `collect`: records what would be sent, copies nothing."""
 
         def __init__(self, work: pathlib.Path) -> None:

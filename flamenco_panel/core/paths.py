@@ -303,3 +303,20 @@ def shaman_blendfile(checkout_path: str, relative_blendfile: str) -> str:
     checkout = _relative_parts(checkout_path, "Shaman checkout path")
     relative = _relative_parts(relative_blendfile, "Blend file path")
     return "/".join(["{jobs}", *checkout, *relative])
+
+
+_VARIABLE = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
+
+
+def expand_variables(text: str, values: dict[str, str]) -> str:
+    """`{storage}/renders/x` → this OS's path, using the Manager's variables; unknown `{names}` stay."""
+    return _VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def output_folder(render_output_path: str, values: dict[str, str], platform: str) -> str:
+    """The folder a job renders into, for this OS: variables expanded, frame pattern dropped."""
+    expanded = expand_variables(render_output_path, values)
+    if not expanded:
+        return ""
+    folder = pure(expanded, platform).parent
+    return native(folder, platform)

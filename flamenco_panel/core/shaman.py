@@ -58,9 +58,12 @@ class ShamanResult:
     checkout_path: str
     """As the Manager accepted it: use it for `storage.shaman_checkout_id` and the blend file path."""
     bytes_uploaded: int
+    """Bytes this upload sent and the Manager stored (0 when it had everything already)."""
     files_uploaded: int
     files_total: int
+    """Files in the checkout."""
     bytes_total: int = 0
+    """Bytes of distinct content in the checkout (what an empty Manager would need)."""
 
 
 @dataclasses.dataclass
@@ -258,9 +261,9 @@ class _Tracker:
 
 
 def _check_checkout_path(path: str) -> str:
-    text = str(path).replace("\\", "/").strip("/")
+    text = str(path).replace("\\", "/")
     parts = [p for p in text.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or ":" in parts[0]:
+    if not parts or text.startswith("/") or ".." in parts or ":" in parts[0]:
         raise errors.ConfigurationError(f"Shaman checkout path {path!r} must be a relative path without '..'")
     return "/".join(parts)
 
@@ -350,8 +353,14 @@ class _Session:
         """The files the Manager lacks, each with its status (unknown first, then uploading)."""
         self.tracker.update(phase="checking", current="")
         by_key = {e.key: e for e in self.entries}
-        payload = self.client.request("POST", f"{API}/shaman/checkout/requirements",
-                                      body={"files": [e.spec() for e in self.entries]})[1]
+        try:
+            payload = self.client.request("POST", f"{API}/shaman/checkout/requirements",
+                                          body={"files": [e.spec() for e in self.entries]})[1]
+        except errors.ManagerHTTPError as ex:
+            if ex.status in (404, 405, 503):
+                raise ShamanError(f"Shaman is not available on this Manager ({ex.message}); turn it on in the "
+                                  "Manager's settings or submit without Shaman", status=ex.status) from None
+            raise
         items = payload.get("files") if isinstance(payload, Mapping) else None
         needed: list[tuple[_File, str]] = []
         for item in items or []:   # Go sends `null` when nothing is missing
@@ -410,10 +419,15 @@ class _Session:
         except OSError as ex:
             raise ShamanError(f"Cannot read {f.path}: {ex.strerror or ex}") from None
         except errors.ManagerUnreachable:
-            # The Manager closes an upload when another client finished the same file first.
-            if file_status(self.client, f.sha, f.size) == "stored":
+            # The Manager may answer early (208, 425) and hang up on the rest of a big body, and it
+            # closes an upload when another client finished the same file first: ask how it stands.
+            state = file_status(self.client, f.sha, f.size)
+            if state == "stored":
                 self.tracker.update(force=False, bytes_done=start + f.size)
                 return "exists"
+            if state == "uploading" and can_defer:
+                self.tracker.update(force=False, bytes_done=start)
+                return "defer"
             raise
         if status in (200, 201, 204):
             self.bytes_uploaded += f.size
@@ -512,7 +526,8 @@ def stream_upload(client: ManagerClient, path: str, body: Any, headers: Mapping)
         raise errors.ManagerTimeout(f"Manager at {client.base} did not accept a connection within "
                                     f"{conn.connect_timeout:g} s") from None
     except (requests.exceptions.ReadTimeout, requests.exceptions.Timeout, TimeoutError):
-        raise errors.ManagerTimeout(f"Manager at {client.base} stopped taking the upload for {conn.timeout:g} s") from None
+        raise errors.ManagerTimeout(f"Manager at {client.base} stopped taking the upload for "
+                                    f"{conn.timeout:g} s") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as ex:
         raise errors.ManagerUnreachable(client_module._connection_message(client.base, ex)) from None
     except requests.exceptions.RequestException as ex:
