@@ -46,18 +46,22 @@ def _finish(op, request_id: int, outcome: dict) -> set:
 
 
 def run(op, name: str, args: dict, on_result, on_error=None) -> set:
-    """Dispatches `name`; `on_result(data) -> message` applies the result to the state."""
-    st = state.get()
+    """Dispatches `name`; `on_result(state, data) -> message` applies the result to the state.
+
+    Callbacks look the state up when they run: a file load in between replaces the window
+    manager, and a struct captured earlier would be freed memory.
+    """
     outcome: dict = {}
 
     def done(data: dict) -> None:
-        message = on_result(data)
+        message = on_result(state.get(), data)
         outcome["message"] = message
         if message and runtime.interactive():
             notify(message)
 
     def failed(ex: errors.FlamencoError) -> None:
         outcome["error"] = ex
+        st = state.get()
         if st is not None:
             if isinstance(ex, errors.OfflineError):
                 st.connection, st.message = 'OFFLINE', ex.message
@@ -73,6 +77,7 @@ def run(op, name: str, args: dict, on_result, on_error=None) -> set:
             notify(ex.message, 'ERROR')
 
     request_id = runtime.dispatch(name, args, done, failed)
+    st = state.get()
     if request_id and st is not None and name in ("ping", "refresh") and st.connection != 'CONNECTED':
         st.connection = 'CONNECTING'
     return _finish(op, request_id, outcome)
@@ -98,9 +103,7 @@ class FLAMENCO_OT_ping(bpy.types.Operator):
     bl_label = "Test Connection"
 
     def execute(self, context):
-        st = state.get(context)
-
-        def applied(data: dict) -> str:
+        def applied(st, data: dict) -> str:
             version = data.get("version", {})
             st.manager_name = version.get("name", "")
             st.manager_version = version.get("shortversion", "") or version.get("version", "")
@@ -124,7 +127,7 @@ class FLAMENCO_OT_refresh(bpy.types.Operator):
         prefs = preferences.get()
         selected = state.selected_job(st)
 
-        def applied(data: dict) -> str:
+        def applied(st, data: dict) -> str:
             finished = state.apply_refresh(st, data, prefs.user_name if prefs else "")
             for job in finished:
                 notify(f"Job \"{job.name}\" {job.status}", 'WARNING' if job.status == "failed" else 'INFO')
@@ -140,7 +143,7 @@ def load_catalog(op) -> set:
     """Job types, worker tags and shared storage for the submit panel."""
     from .submit import apply_catalog
 
-    def applied(data: dict) -> str:
+    def applied(st, data: dict) -> str:
         apply_catalog(data)
         return ""
 
@@ -217,7 +220,7 @@ class _JobAction:
                 return _report_error(self, ex)
         job_id = item.id if item is not None else self.job_id
 
-        def applied(data: dict) -> str:
+        def applied(st, data: dict) -> str:
             if data.get("action") == "delete":
                 state.remove_job(st, data["job_id"])
                 return f"Deleting job \"{data.get('job_name', '')}\""
@@ -289,7 +292,7 @@ class FLAMENCO_OT_set_worker_status(bpy.types.Operator):
         except errors.ActionNotAllowed as ex:
             return _report_error(self, ex)
 
-        def applied(data: dict) -> str:
+        def applied(st, data: dict) -> str:
             state.apply_worker_status(st, data["worker_id"], data["status"])
             return f"Worker \"{data.get('worker_name', '')}\": {data['status']}" + (" (lazy)" if data["lazy"] else "")
 
@@ -315,11 +318,12 @@ class FLAMENCO_OT_show_task_log(bpy.types.Operator):
             self.report({'ERROR'}, "No task selected")
             return {'CANCELLED'}
         job = _job_item(st, "")
+        job_id, job_name = (job.id, job.name) if job is not None else ("", "")
         follow = self.follow
 
-        def applied(data: dict) -> str:
-            job_name = job.name if job is not None and job.id == data.get("job_id") else ""
-            text = logview.text_for(job_name, data.get("task_name", ""), data["task_id"])
+        def applied(st, data: dict) -> str:
+            name = job_name if job_id == data.get("job_id") else ""
+            text = logview.text_for(name, data.get("task_name", ""), data["task_id"])
             logview.write(text, data.get("text", ""), append=False)
             logview.show(text, context)
             following = follow and data.get("task_status") in logview.ACTIVE_TASK_STATUSES
@@ -388,7 +392,7 @@ class FLAMENCO_OT_set_job_priority(bpy.types.Operator):
         if item is not None and not item.is_mine and not (prefs and prefs.allow_others):
             return _report_error(self, errors.ActionNotAllowed(f"Job \"{item.name}\" is not yours"))
 
-        def applied(data: dict) -> str:
+        def applied(st, data: dict) -> str:
             for job in st.jobs:
                 if job.id == data["job_id"]:
                     job.priority = data["priority"]

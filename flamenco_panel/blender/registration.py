@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import bpy
 
-from . import addon, lists, logview, operators, panels, preferences, preview, runtime, settings, state
+from . import addon, cli, lists, logview, operators, panels, preferences, preview, runtime, settings, state
 
 _CLASSES = (preferences.FLAMENCO_AP_preferences, *state.CLASSES, *operators.CLASSES, *lists.CLASSES,
             *panels.CLASSES)
+_cli_handle = None   # `blender -c flamenco …` (Blender 4.2+)
 
 
 def register(package: str) -> None:
@@ -18,9 +19,16 @@ def register(package: str) -> None:
     bpy.types.WindowManager.flamenco_panel = bpy.props.PointerProperty(type=state.FLAMENCO_PG_state)
     settings.register()
     runtime.start_timer()
+    global _cli_handle
+    if hasattr(bpy.utils, "register_cli_command"):
+        _cli_handle = bpy.utils.register_cli_command("flamenco", cli.execute)
 
 
 def unregister() -> None:
+    global _cli_handle
+    if _cli_handle is not None:
+        bpy.utils.unregister_cli_command(_cli_handle)
+        _cli_handle = None
     runtime.stop()
     logview.clear()
     preview.clear()

@@ -199,15 +199,18 @@ def _drop_generated() -> None:
         _generated = None
 
 
-def evaluate_all(context, job_type: jobtypes.JobType, job_name: str) -> dict:
-    """One value per setting: automatic ones evaluated safely (in order), manual/stored ones as stored."""
+def evaluate_all(context, job_type: jobtypes.JobType, job_name: str, overrides: dict | None = None) -> dict:
+    """One value per setting, in the type's order (later expressions read `settings.<earlier>`):
+    an override if given, else the automatic value (evaluated safely), else the stored/default one."""
     scene = context.scene
+    overrides = overrides or {}
     values: dict = {}
     names = expressions.standard_names(context, bpy, job_name, values, bpy.path.abspath, bpy.data.filepath)
     for setting in job_type.settings:
-        automatic = bool(setting.eval) and not (setting.eval_show_link_button and is_manual(scene, job_type.name,
-                                                                                              setting.key))
-        if automatic:
+        manual = setting.eval_show_link_button and is_manual(scene, job_type.name, setting.key)
+        if setting.key in overrides:
+            values[setting.key] = jobtypes.coerce_value(setting, overrides[setting.key])
+        elif setting.eval and not manual:
             value = expressions.evaluate(setting.eval, names, setting.key)
             values[setting.key] = str(value) if isinstance(value, os.PathLike) else value
         else:

@@ -63,6 +63,7 @@ class FLAMENCO_PG_worker(bpy.types.PropertyGroup):
 # Full job data by id for the selected job's details (settings); the collections keep only what lists need.
 job_details: dict[str, Job] = {}
 _applying = False
+select_after_refresh = ""   # a just-submitted job to select once the list has it
 
 
 def _job_selected(self, context) -> None:
@@ -73,8 +74,8 @@ def _job_selected(self, context) -> None:
     if job is None:
         return
     from . import preview, runtime
-    runtime.dispatch("job_tasks", {"job_id": job.id}, lambda data: apply_tasks(self, data["job_id"], data["tasks"]),
-                     lambda ex: apply_error(self, ex.message))
+    runtime.dispatch("job_tasks", {"job_id": job.id}, lambda data: apply_tasks(get(), data["job_id"], data["tasks"]),
+                     lambda ex: apply_error(get(), ex.message))
     preview.request(job.id)
 
 
@@ -180,6 +181,9 @@ def _apply_refresh(state, data: dict, user_name: str) -> list:
     job_details.clear()
     job_details.update((j.id, j) for j in jobs)
     _sync(state.jobs, jobs, _fill_job(user_name))
+    global select_after_refresh
+    if select_after_refresh and select_after_refresh in job_details:
+        selected_id, select_after_refresh = select_after_refresh, ""
     index = next((i for i, j in enumerate(jobs) if j.id == selected_id), -1)
     if state.active_job_index != index:
         state.active_job_index = index

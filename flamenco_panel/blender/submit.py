@@ -56,6 +56,11 @@ def expected_files() -> list[str]:
     return sorted({os.path.normpath(p) for p in found if p})
 
 
+def file_is_dirty() -> bool:
+    """Whether the scene has unsaved changes (always True in module mode, where bpy never clears it)."""
+    return bpy.data.is_dirty
+
+
 def take_snapshot(context, job_type_name: str, job_name: str, priority: int, overrides: dict) -> tuple:
     """(Snapshot, mode): evaluated once; what is packed and what is submitted come from this."""
     prefs = preferences.get()
@@ -69,17 +74,25 @@ def take_snapshot(context, job_type_name: str, job_name: str, priority: int, ove
         name = job_type_name or props.job_type
         raise errors.ConfigurationError(f"Job type \"{name}\" is not available on the Manager; refresh and pick "
                                         "another" if name else "Pick a job type (refresh to load them)")
+    unknown = [key for key in overrides if jobtypes.find_setting(job_type, key) is None]
+    if unknown:
+        raise errors.ConfigurationError(f"Job type \"{job_type.name}\" has no setting {unknown[0]!r}")
     try:
-        values = settings.evaluate_all(context, job_type, job_name)
-    except expressions.ExpressionError as ex:
+        values = settings.evaluate_all(context, job_type, job_name, overrides)
+    except (expressions.ExpressionError, jobtypes.SettingValueError) as ex:
         raise errors.ConfigurationError(str(ex)) from None
-    final = submission.final_settings(job_type, values, overrides)
+    if jobtypes.find_setting(job_type, "blendfile") is not None:
+        values["blendfile"] = original   # replaced by where the farm finds the file (packed, in place, Shaman)
+    final = submission.final_settings(job_type, values)
     storage = settings.farm_info.get("shared_storage", {})
     mode = submitting.plan_mode(original, storage.get("location", ""), bool(storage.get("shaman_enabled")),
                                 platform)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    copy = _copy_path(original, mode, stamp)
-    bpy.ops.wm.save_as_mainfile(filepath=copy, copy=True, check_existing=False)
+    if file_is_dirty():
+        # Unsaved changes: the farm gets a copy with them; the artist's file is never written.
+        copy = _copy_path(original, mode, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        bpy.ops.wm.save_as_mainfile(filepath=copy, copy=True, check_existing=False)
+    else:
+        copy = original   # saved as it is: used as is (identical bytes, so Shaman re-uploads nothing)
     snap = submission.Snapshot(
         job_name=job_name, job_type=job_type.name, type_etag=job_type.etag, settings=final,
         priority=priority if priority >= 0 else props.priority, platform=platform, blendfile=copy,
@@ -115,10 +128,10 @@ def execute(op, context) -> set:
 
 
 def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
-    st = state.get(context)
     outcome: dict = {}
 
     def done(data: dict) -> None:
+        st = state.get()   # looked up now: a file load in between frees structs captured earlier
         _in_flight.clear()
         _last_result.clear()
         _last_result.update(data)
@@ -130,12 +143,14 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         st.last_submitted_id = job.get("id", "")
         st.notice = message
         outcome["message"] = message
+        state.select_after_refresh = st.last_submitted_id
         if runtime.interactive():
             from .operators import notify
             notify(message)
-            bpy.ops.flamenco_panel.refresh()
+        bpy.ops.flamenco_panel.refresh()   # the new job shows up selected in the list
 
     def failed(ex: errors.FlamencoError) -> None:
+        st = state.get()
         _in_flight.clear()
         st.submit_progress, st.submit_status = 0.0, ""
         if isinstance(ex, errors.JobTypeStale) and not retried:
@@ -151,6 +166,7 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
             notify(ex.message, 'ERROR')
 
     def progressed(data: dict) -> None:
+        st = state.get()
         st.submit_status = str(data.get("phase", ""))
         total = data.get("bytes_total") or data.get("files_total") or 0
         done_ = data.get("bytes_done") if data.get("bytes_total") else data.get("files_done")
@@ -161,7 +177,7 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
     request_id = runtime.dispatch("submit", args, done, failed, progressed)
     if request_id:
         _in_flight["request_id"] = request_id
-        st.submit_status = "starting"
+        state.get().submit_status = "starting"
         return {'FINISHED'}
     if outcome.get("stale"):
         load_catalog_now()

@@ -21,7 +21,7 @@ class FlamencoError(Exception):
 
     @staticmethod
     def from_dict(data: dict) -> "FlamencoError":
-        cls = _KINDS.get(str(data.get("kind", "")), FlamencoError)
+        cls = _known_kinds().get(str(data.get("kind", "")), FlamencoError)
         return cls(str(data.get("message", "Unknown error")), status=int(data.get("status") or 0))
 
 
@@ -65,7 +65,12 @@ class Aborted(FlamencoError):
     """The user aborted a long operation."""
 
 
-_KINDS = {cls.__name__: cls for cls in (
-    FlamencoError, OfflineError, ConfigurationError, ManagerUnreachable, ManagerTimeout,
-    ManagerHTTPError, JobTypeStale, NotAManager, MalformedResponse, ActionNotAllowed, Aborted,
-)}
+def _known_kinds() -> dict:
+    """Every FlamencoError subclass by name (core modules may add their own), for from_dict."""
+    found, todo = {}, [FlamencoError]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+

@@ -72,23 +72,14 @@ def check_submittable(job_name: str, blendfile: str, platform: str, user_name: s
         raise ConfigurationError(str(ex)) from None
 
 
-def final_settings(job_type: jobtypes.JobType, values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
-    """Evaluated values + overrides → every setting the type uses, typed; required ones checked."""
-    merged = dict(values)
-    for key, value in overrides.items():
-        setting = jobtypes.find_setting(job_type, key)
-        if setting is None:
-            raise ConfigurationError(f"Job type \"{job_type.name}\" has no setting {key!r}")
-        try:
-            merged[key] = jobtypes.coerce_value(setting, value)
-        except jobtypes.SettingValueError as ex:
-            raise ConfigurationError(str(ex)) from None
-    missing = jobtypes.missing_required(job_type.settings, merged)
+def final_settings(job_type: jobtypes.JobType, values: Mapping[str, Any]) -> dict:
+    """Every setting the type uses, typed (the Manager fills no defaults); required ones checked."""
+    missing = jobtypes.missing_required(job_type.settings, values)
     if missing:
         names = ", ".join(missing)
         raise ConfigurationError(f"Required setting{'s' if len(missing) > 1 else ''} empty: {names}")
     try:
-        return jobtypes.settings_for_submission(job_type, merged)
+        return jobtypes.settings_for_submission(job_type, values)
     except jobtypes.SettingValueError as ex:
         raise ConfigurationError(str(ex)) from None
 

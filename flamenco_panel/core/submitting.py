@@ -90,8 +90,10 @@ def submit(client: ManagerClient, args: Mapping, progress) -> dict:
         submitted = True   # set before the POST: whatever happens now, the farm copy may be in use
         created = client.submit_job(job)   # exactly once: never retried
     finally:
-        # The temporary copy made for packing always goes; an in-place copy stays only for a submitted job.
-        if (mode != "in_place" or not submitted) and os.path.exists(snap.blendfile):
+        # A temporary copy made for packing always goes; an in-place copy stays only for a submitted job;
+        # the artist's own file is never removed.
+        is_copy = os.path.normcase(snap.blendfile) != os.path.normcase(snap.original_blendfile)
+        if is_copy and (mode != "in_place" or not submitted) and os.path.exists(snap.blendfile):
             os.remove(snap.blendfile)
         if not submitted and target is not None:
             shutil.rmtree(target.directory, ignore_errors=True)   # no half-submitted job leaves files behind
@@ -114,28 +116,23 @@ def _pack(snap: Snapshot, target: paths.PackTarget, progress) -> dict:
 
 
 def _shaman(client: ManagerClient, snap: Snapshot, checkout: str, relative: str, args: Mapping, progress) -> dict:
+    """Uploads the files BAT finds straight from where they are (only rewritten .blend files are
+    staged), so the hash cache hits and an unchanged scene uploads 0 bytes."""
     from . import packing, shaman
 
-    staging = os.path.join(str(args["user_dir"]), "staging", paths.job_dir_name(snap.job_name,
-                                                                                 datetime.datetime.now()))
+    work_dir = os.path.join(str(args["user_dir"]), "staging", paths.job_dir_name(snap.job_name,
+                                                                                  datetime.datetime.now()))
     try:
         progress({"phase": "packing"})
-        result = packing.pack(snap.blendfile, snap.project_root, staging, progress, lambda: _should_abort(progress))
-        missing = list(result.missing) + packing.cross_check(snap.expected_files, result)
-        packed_blend = os.path.join(staging, *relative.split("/"))
-        if os.path.normcase(result.output_blendfile) != os.path.normcase(packed_blend):
-            os.makedirs(os.path.dirname(packed_blend), exist_ok=True)
-            shutil.move(result.output_blendfile, packed_blend)
-        files = []
-        for folder, _dirs, names in os.walk(staging):
-            for name in names:
-                full = os.path.join(folder, name)
-                files.append((full, os.path.relpath(full, staging).replace(os.sep, "/")))
+        collected = packing.collect(snap.blendfile, snap.project_root, work_dir, progress,
+                                    lambda: _should_abort(progress))
+        missing = list(collected.missing) + packing.cross_check(snap.expected_files, collected)
+        # The copy was saved under a temporary name; in the checkout it takes the artist's file name.
+        files = [(src, relative if rel == collected.relative_blendfile else rel) for src, rel in collected.files]
         cache = shaman.HashCache(os.path.join(str(args["user_dir"]), "shaman-hashes.json"))
         progress({"phase": "uploading"})
         uploaded = shaman.upload(client, files, checkout, cache, progress, lambda: _should_abort(progress))
-        return {"files": uploaded.files_total, "bytes": sum(os.path.getsize(f) for f, _ in files),
-                "bytes_uploaded": uploaded.bytes_uploaded, "missing": sorted(set(missing)),
-                "checkout": uploaded.checkout_path}
+        return {"files": uploaded.files_total, "bytes": collected.bytes, "bytes_uploaded": uploaded.bytes_uploaded,
+                "missing": sorted(set(missing)), "checkout": uploaded.checkout_path}
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
