@@ -283,7 +283,7 @@ def _short(identifier: str) -> str:
 # --- finding things by id prefix or name -----------------------------------------------------
 
 
-def pick(kind: str, text: str, items: list, named: list = ()):
+def pick(kind: str, text: str, items: list, named: list = (), hint: str = ""):
     """The one item `text` means: its full id, a unique id prefix (4+ characters) or an exact name in `named`."""
     for item in items:
         if item.id == text:
@@ -298,7 +298,7 @@ def pick(kind: str, text: str, items: list, named: list = ()):
         raise UsageError(f"{text!r} matches {len(found)} {kind}s: {listing}")
     if len(text) < MIN_PREFIX:
         raise UsageError(f"no {kind} named {text!r}; an id prefix needs at least {MIN_PREFIX} characters")
-    raise errors.FlamencoError(f"No {kind} matches {text!r}")
+    raise errors.FlamencoError(f"No {kind} matches {text!r}{hint}")
 
 
 def _job_id(text: str) -> str:
@@ -306,7 +306,8 @@ def _job_id(text: str) -> str:
         return text     # the operation fetches it fresh anyway (and says so when it does not exist)
     jobs = _jobs()
     user = _user()
-    return pick("job", text, jobs, [j for j in jobs if rules.is_mine(j, user)]).id
+    return pick("job", text, jobs, [j for j in jobs if rules.is_mine(j, user)],
+                " (names match only your own jobs; ids match any)").id
 
 
 # --- commands --------------------------------------------------------------------------------

@@ -53,7 +53,11 @@ def expected_files() -> list[str]:
     for image in bpy.data.images:
         if image.library is not None and image.filepath and not image.packed_file:
             found.append(bpy.path.abspath(image.filepath, library=image.library))
-    return sorted({os.path.normpath(p) for p in found if p})
+    # Blender's own bundled assets (e.g. 5.0's essentials brushes) come with Blender on the farm too.
+    bundled = [os.path.normpath(p) for p in (bpy.utils.resource_path('LOCAL'), bpy.utils.resource_path('SYSTEM'),
+                                             os.path.dirname(bpy.app.binary_path or "")) if p]
+    return sorted({os.path.normpath(p) for p in found
+                   if p and not any(os.path.normpath(p).startswith(root + os.sep) for root in bundled)})
 
 
 def file_is_dirty() -> bool:
