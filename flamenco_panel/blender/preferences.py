@@ -60,8 +60,11 @@ class FLAMENCO_AP_preferences(bpy.types.AddonPreferences):
         row = col.row()
         row.operator("flamenco_panel.ping", text="Test Connection", icon='LINKED')
         state = getattr(context.window_manager, "flamenco_panel", None)
-        if state is not None and state.message:
-            col.label(text=state.message, icon='ERROR' if state.connection == 'ERROR' else 'INFO')
+        if state is not None and state.connection == 'CONNECTED':
+            col.label(text=f"{state.manager_name} {state.manager_version}, farm {state.farm_status}",
+                      icon='CHECKMARK')
+        elif state is not None and state.message:
+            col.label(text=state.message, icon='ERROR')
         col.separator()
         col.prop(self, "user_name")
         col.prop(self, "user_email")

@@ -123,12 +123,15 @@ def drain() -> int:
 
 
 def _panel_in_use() -> bool:
-    """True when a 3D View sidebar in some window shows the Flamenco tab region (best effort)."""
+    """True when some 3D View shows its sidebar with the Flamenco tab active."""
     wm = bpy.context.window_manager
     for window in getattr(wm, "windows", ()):
         for area in window.screen.areas:
-            if area.type == 'VIEW_3D' and area.spaces.active.show_region_ui:
-                return True
+            if area.type != 'VIEW_3D' or not area.spaces.active.show_region_ui:
+                continue
+            for region in area.regions:
+                if region.type == 'UI' and getattr(region, "active_panel_category", "Flamenco") == "Flamenco":
+                    return True
     return False
 
 

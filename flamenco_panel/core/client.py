@@ -195,8 +195,10 @@ class ManagerClient:
         # The read timeout is per socket read; the deadline bounds a Manager that drips bytes.
         deadline = time.monotonic() + conn.connect_timeout + conn.timeout * 3
         try:
+            # verify passed per call: with trust_env, requests would let REQUESTS_CA_BUNDLE override the session's
             with self.session.request(method, url, json=body, params=params, timeout=timeout, stream=True,
-                                      headers=headers, data=data, allow_redirects=False) as response:
+                                      headers=headers, data=data, allow_redirects=False,
+                                      verify=self.session.verify) as response:
                 content = self._read_capped(response, max_bytes, deadline)
         except requests.exceptions.SSLError as ex:
             raise errors.ManagerUnreachable(

@@ -512,7 +512,7 @@ def stream_upload(client: ManagerClient, path: str, body: Any, headers: Mapping)
     url = client.base + path
     try:
         with client.session.post(url, data=body, headers=dict(headers), timeout=timeout, stream=True,
-                                 allow_redirects=False) as response:
+                                 allow_redirects=False, verify=client.session.verify) as response:
             content = b""
             deadline = time.monotonic() + conn.timeout * 3
             for chunk in response.iter_content(16 * 1024):

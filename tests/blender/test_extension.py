@@ -164,3 +164,31 @@ def test_unregister_stops_helper(extension, prefs, online, fake_manager, runtime
         assert not hasattr(bpy.types.WindowManager, "flamenco_panel")
     finally:
         extension.register()
+
+
+class _PrefsView:
+    """The preferences with a recording layout, to call their draw() as Blender would."""
+
+    def __init__(self, prefs, layout):
+        object.__setattr__(self, "_prefs", prefs)
+        object.__setattr__(self, "layout", layout)
+
+    def __getattr__(self, name):
+        return getattr(self._prefs, name)
+
+
+def test_test_connection_shows_manager_or_error(prefs, wm_state, online, fake_manager):
+    from recording_layout import RecordingLayout
+    bpy.ops.flamenco_panel.ping()
+    layout = RecordingLayout()
+    type(prefs).draw(_PrefsView(prefs, layout), bpy.context)
+    assert layout.has_text(wm_state.manager_name) and layout.has_text(wm_state.manager_version)
+    assert "flamenco_panel.ping" in layout.operators()
+    fake_manager.fault("GET", "/api/v3/version", "status", code=502, body={"message": "bad gateway"})
+    from importlib import import_module
+    import_module(MODULE + ".core.client")._CAPABILITIES.clear()
+    with pytest.raises(RuntimeError, match="502"):
+        bpy.ops.flamenco_panel.ping()
+    layout = RecordingLayout()
+    type(prefs).draw(_PrefsView(prefs, layout), bpy.context)
+    assert layout.has_text("502")
