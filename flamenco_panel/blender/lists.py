@@ -49,7 +49,8 @@ class FLAMENCO_UL_jobs(bpy.types.UIList):
             keep = (show_all or job.is_mine) and (not name or name in job.name.lower()) \
                 and (not wanted or job.status == wanted)
             flags.append(self.bitflag_filter_item if keep else 0)
-        return flags, []   # order: the state keeps jobs newest first
+        count = len(flags)
+        return flags, [count - 1 - i for i in range(count)]   # stored oldest first, shown newest first
 
 
 class FLAMENCO_UL_tasks(bpy.types.UIList):

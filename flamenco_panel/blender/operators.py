@@ -129,11 +129,13 @@ class FLAMENCO_OT_refresh(bpy.types.Operator):
 
         def applied(st, data: dict) -> str:
             finished = state.apply_refresh(st, data, prefs.user_name if prefs else "")
-            for job in finished:
-                notify(f"Job \"{job.name}\" {job.status}", 'WARNING' if job.status == "failed" else 'INFO')
+            for row in finished:
+                name, status = row[1], row[2]
+                notify(f"Job \"{name}\" {status}", 'WARNING' if status == "failed" else 'INFO')
             return ""
 
-        result = run(self, "refresh", {"job_id": selected.id if selected else ""}, applied)
+        args = {"job_id": selected.id if selected else "", "compact": True, "rows_digest": state.rows_digest(st)}
+        result = run(self, "refresh", args, applied)
         if not settings.catalog and st.connection != 'OFFLINE':
             load_catalog(self)
         return result

@@ -12,7 +12,7 @@ import time
 import bpy
 
 from ..core import rules
-from ..core.models import Job, TaskSummary, Worker, from_link, timestamp
+from ..core.models import Job, TaskSummary, Worker, from_link
 
 CONNECTION_STATES = [
     ('OFFLINE', "Offline", "Blender's online access is off"),
@@ -37,7 +37,6 @@ class FLAMENCO_PG_job(bpy.types.PropertyGroup):
     activity: bpy.props.StringProperty()
     created: bpy.props.StringProperty()
     updated: bpy.props.StringProperty()
-    created_ts: bpy.props.FloatProperty()
 
 
 class FLAMENCO_PG_task(bpy.types.PropertyGroup):
@@ -126,16 +125,6 @@ def _set(slot, **values) -> None:
             setattr(slot, name, value)
 
 
-def _fill_job(user_name: str):
-    def fill(slot, job: Job) -> None:
-        progress = job.progress
-        _set(slot, id=job.id, name=job.name[:200], status=job.status, type=job.type,
-             progress=progress or 0.0, has_progress=progress is not None, priority=job.priority,
-             is_mine=rules.is_mine(job, user_name), user_name=job.user_name, activity=job.activity[:200],
-             created=job.created, updated=job.updated, created_ts=timestamp(job.created))
-    return fill
-
-
 def _fill_task(slot, task: TaskSummary) -> None:
     _set(slot, id=task.id, name=task.name[:200], status=task.status, worker=task.worker_name or task.worker_id,
          progress=task.progress, index_in_job=task.index_in_job, task_type=task.task_type)
@@ -166,7 +155,6 @@ def apply_refresh(state, data: dict, user_name: str) -> list:
 def _apply_refresh(state, data: dict, user_name: str) -> list:
     selected = selected_job(state)
     selected_id = selected.id if selected else ""
-    previous = {job.id: job.status for job in state.jobs}
 
     version = data.get("version", {})
     _set(state, manager_name=version.get("name", ""), manager_version=version.get("shortversion", "")
@@ -176,23 +164,89 @@ def _apply_refresh(state, data: dict, user_name: str) -> list:
     if caps.get("spec_known"):
         _set(state, can_pause="pause-requested" in caps.get("job_statuses", ()))
 
-    jobs = [from_link(Job, j) for j in data.get("jobs", [])]
-    jobs.sort(key=lambda j: timestamp(j.created), reverse=True)   # newest first
+    if "job_rows" in data:
+        finished = _apply_job_rows(state, data["job_rows"], user_name)
+        _rows_digest[0] = data.get("job_rows_digest", "") if len(state.jobs) == len(_rows) else ""
+    else:   # unchanged since the rows we hold (the helper checked the digest)
+        finished = _apply_job_rows(state, _rows, user_name) if len(state.jobs) == len(_rows) else []
     job_details.clear()
-    job_details.update((j.id, j) for j in jobs)
-    _sync(state.jobs, jobs, _fill_job(user_name))
+    if data.get("selected_job"):
+        detail = from_link(Job, data["selected_job"])
+        job_details[detail.id] = detail
+
     global select_after_refresh
-    if select_after_refresh and select_after_refresh in job_details:
-        selected_id, select_after_refresh = select_after_refresh, ""
-    index = next((i for i, j in enumerate(jobs) if j.id == selected_id), -1)
-    if state.active_job_index != index:
-        state.active_job_index = index
-    _sync(state.workers, [from_link(Worker, w) for w in data.get("workers", [])], _fill_worker)
+    ids = None
+    if select_after_refresh:
+        ids = [row[0] for row in _rows]
+        if select_after_refresh in ids:
+            selected_id, select_after_refresh = select_after_refresh, ""
+    if selected_id and (state.active_job_index < 0 or state.active_job_index >= len(state.jobs)
+                        or state.jobs[state.active_job_index].id != selected_id):
+        ids = ids or [row[0] for row in _rows]
+        index = ids.index(selected_id) if selected_id in ids else -1
+        if state.active_job_index != index:
+            state.active_job_index = index
+    elif not selected_id and state.active_job_index != -1:
+        state.active_job_index = -1
+
+    workers = data.get("workers", [])
+    if workers != _workers or len(state.workers) != len(workers):
+        _sync(state.workers, [from_link(Worker, w) for w in workers], _fill_worker)
+        _workers[:] = workers
     if data.get("job_id"):
         apply_tasks(state, data["job_id"], data.get("tasks", []))
+    return finished
 
-    return [job for job in jobs if rules.is_mine(job, user_name) and job.status in rules.FINISHED_JOB_STATUSES
-            and job.id in previous and previous[job.id] not in rules.FINISHED_JOB_STATUSES]
+
+# Mirrors of what the collections hold, so an unchanged refresh costs a list comparison.
+_rows: list = []
+_rows_user = [""]
+_rows_digest = [""]
+
+
+def rows_digest(state) -> str:
+    """The digest of the job rows Blender holds, so the helper can skip sending them again."""
+    return _rows_digest[0] if len(state.jobs) == len(_rows) else ""
+_workers: list = []
+
+
+def _apply_job_rows(state, rows: list, user_name: str) -> list:
+    """Writes only the job rows that changed; returns rows of my jobs that just finished."""
+    jobs = state.jobs
+    old = _rows if len(jobs) == len(_rows) else []   # the collection was changed elsewhere: rewrite all
+    if old == rows and _rows_user[0] == user_name:
+        return []
+    user_changed = _rows_user[0] != user_name
+    old_status = {row[0]: row[2] for row in old}
+    while len(jobs) > len(rows):
+        jobs.remove(len(jobs) - 1)
+    while len(jobs) < len(rows):
+        jobs.add()
+    finished = []
+    for index, row in enumerate(rows):
+        if not user_changed and index < len(old) and old[index] == row:
+            continue
+        job_id, name, status, type_, progress, priority, owner, activity, created, updated = row
+        slot = jobs[index]
+        slot.id, slot.name, slot.status, slot.type = job_id, name, status, type_
+        slot.progress, slot.has_progress = max(0.0, progress), progress >= 0
+        slot.priority, slot.user_name, slot.activity = priority, owner, activity
+        slot.created, slot.updated = created, updated
+        slot.is_mine = bool(user_name.strip()) and owner.strip() == user_name.strip()
+        previous = old_status.get(job_id)
+        if (slot.is_mine and status in rules.FINISHED_JOB_STATUSES and previous is not None
+                and previous not in rules.FINISHED_JOB_STATUSES):
+            finished.append(row)
+    _rows[:] = rows
+    _rows_user[0] = user_name
+    return finished
+
+
+def forget_mirrors() -> None:
+    """After the collections were cleared from outside (tests, unregister)."""
+    _rows.clear()
+    _workers.clear()
+    _rows_digest[0] = ""
 
 
 def apply_tasks(state, job_id: str, tasks: list[dict]) -> None:
@@ -225,9 +279,12 @@ def apply_error(state, message: str) -> None:
 
 def apply_job_status(state, job_id: str, status: str) -> None:
     """Optimistic update: shows the requested status at once; the next refresh confirms it."""
-    for job in state.jobs:
+    for index, job in enumerate(state.jobs):
         if job.id == job_id:
             _set(job, status=status)
+            if index < len(_rows) and _rows[index][0] == job_id:
+                _rows[index] = _rows[index][:2] + [status] + _rows[index][3:]
+                _rows_digest[0] = ""   # the next refresh sends the Manager's rows, which correct it
             return
 
 

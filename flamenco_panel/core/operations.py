@@ -8,12 +8,14 @@ CLI call the same functions directly: one code path, two ways to drive it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Any, Callable, Mapping
 
 from . import errors, rules, submitting
 from .client import ManagerClient
-from .models import Job
+from .models import Job, timestamp
 
 Progress = Callable[[dict], None]
 
@@ -28,19 +30,46 @@ def ping(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
             "capabilities": caps.to_dict()}
 
 
+# What the panel's job list needs, one list per job: cheap to send, compare and apply on Blender's
+# main thread even with thousands of jobs (the helper does the parsing and sorting).
+JOB_ROW_FIELDS = ("id", "name", "status", "type", "progress", "priority", "user_name", "activity", "created",
+                  "updated")
+
+
+def job_row(job: Job) -> list:
+    progress = job.progress
+    return [job.id, job.name[:200], job.status, job.type, -1.0 if progress is None else round(progress, 4),
+            job.priority, job.user_name, job.activity[:200], job.created, job.updated]
+
+
 def refresh(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
-    """Everything the farm view shows; the tasks of `job_id` when one is selected."""
+    """Everything the farm view shows; the tasks of `job_id` when one is selected.
+
+    With `compact`, jobs come as rows (JOB_ROW_FIELDS), oldest first so new jobs append at the end,
+    plus the selected job in full; otherwise as full Job dicts.
+    """
     caps = client.capabilities()
+    jobs = client.jobs()
     result = {
         "version": dataclasses.asdict(caps.version),
         "capabilities": caps.to_dict(),
         "farm_status": client.farm_status(),
-        "jobs": _jobs_payload(client.jobs()),
         "workers": [dataclasses.asdict(w) for w in client.workers()],
         "tags": [dataclasses.asdict(t) for t in client.worker_tags()],
         "job_id": args.get("job_id", ""),
         "tasks": [],
     }
+    if args.get("compact"):
+        jobs.sort(key=lambda j: (timestamp(j.created), j.id))
+        rows = [job_row(j) for j in jobs]
+        digest = hashlib.sha1(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+        result["job_rows_digest"] = digest
+        if digest != args.get("rows_digest"):   # Blender already has these rows: don't send them again
+            result["job_rows"] = rows
+        selected = next((j for j in jobs if j.id == args.get("job_id")), None)
+        result["selected_job"] = dataclasses.asdict(selected) if selected else None
+    else:
+        result["jobs"] = _jobs_payload(jobs)
     if args.get("job_id"):
         try:
             result["tasks"] = [dataclasses.asdict(t) for t in client.job_tasks(args["job_id"])]

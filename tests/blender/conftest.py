@@ -103,3 +103,5 @@ def clean_state(request):
         st.jobs.clear(); st.tasks.clear(); st.workers.clear()
         st.connection, st.message, st.notice, st.last_refresh = 'IDLE', "", "", 0.0
         st.active_job_index = -1
+        from importlib import import_module
+        import_module(MODULE + ".blender.state").forget_mirrors()

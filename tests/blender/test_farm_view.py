@@ -41,9 +41,12 @@ def select(st, job_id):
 
 
 def shown_jobs(st, context=bpy.context):
+    """Names as the jobs UIList shows them: filtered, in display order."""
     ul = bpy.types.FLAMENCO_UL_jobs
-    flags, _ = ul.filter_items(_FakeList(), context, st, "jobs")
-    return [job.name for job, flag in zip(st.jobs, flags) if flag]
+    flags, order = ul.filter_items(_FakeList(), context, st, "jobs")
+    positions = order or list(range(len(flags)))
+    shown = sorted((positions[i], job.name) for i, (job, flag) in enumerate(zip(st.jobs, flags)) if flag)
+    return [name for _, name in shown]
 
 
 class _FakeList:
@@ -57,11 +60,10 @@ def test_lists_filled_mine_vs_all(farm, wm_state):
     assert wm_state.connection == 'CONNECTED'
     assert {j.name for j in wm_state.jobs} == {"my active", "my done", "their job"}
     assert {j.name: j.is_mine for j in wm_state.jobs} == {"my active": True, "my done": True, "their job": False}
-    assert [j.name for j in wm_state.jobs] == ["their job", "my done", "my active"]   # newest first
-    assert sorted(shown_jobs(wm_state)) == ["my active", "my done"]
+    assert shown_jobs(wm_state) == ["my done", "my active"]   # mine, newest first
     wm_state.show_all_jobs = True
     try:
-        assert len(shown_jobs(wm_state)) == 3
+        assert shown_jobs(wm_state) == ["their job", "my done", "my active"]
     finally:
         wm_state.show_all_jobs = False
     assert {w.name: w.status for w in wm_state.workers} == {"w1": "awake", "w2": "asleep"}
