@@ -161,6 +161,16 @@ class FLAMENCO_OT_load_job_types(bpy.types.Operator):
         return load_catalog(self)
 
 
+class FLAMENCO_OT_check_job(bpy.types.Operator):
+    """Ask the Manager whether it would accept this job, without submitting it"""
+    bl_idname = "flamenco_panel.check_job"
+    bl_label = "Check"
+
+    def execute(self, context):
+        from . import submit
+        return submit.check(self, context)
+
+
 class FLAMENCO_OT_abort_submit(bpy.types.Operator):
     """Stop the submission in progress; nothing is submitted"""
     bl_idname = "flamenco_panel.abort_submit"
@@ -443,5 +453,6 @@ CLASSES = (
     FLAMENCO_OT_notify, FLAMENCO_OT_ping, FLAMENCO_OT_refresh, FLAMENCO_OT_cancel_job, FLAMENCO_OT_pause_job,
     FLAMENCO_OT_requeue_job, FLAMENCO_OT_delete_job, FLAMENCO_OT_set_worker_status, FLAMENCO_OT_show_task_log,
     FLAMENCO_OT_remove_logs, FLAMENCO_OT_open_web_ui, FLAMENCO_OT_submit_job, FLAMENCO_OT_load_job_types,
-    FLAMENCO_OT_abort_submit, FLAMENCO_OT_toggle_auto, FLAMENCO_OT_set_job_priority, FLAMENCO_OT_open_output_folder,
+    FLAMENCO_OT_abort_submit, FLAMENCO_OT_toggle_auto, FLAMENCO_OT_check_job, FLAMENCO_OT_set_job_priority,
+    FLAMENCO_OT_open_output_folder,
 )

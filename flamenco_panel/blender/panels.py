@@ -213,7 +213,9 @@ class FLAMENCO_PT_submit(_FlamencoPanel, bpy.types.Panel):
             row.progress(factor=st.submit_progress, text=st.submit_status.title())
             row.operator("flamenco_panel.abort_submit", text="", icon='CANCEL')
         else:
-            layout.operator("flamenco_panel.submit_job", icon='EXPORT')
+            row = layout.row(align=True)
+            row.operator("flamenco_panel.check_job", icon='CHECKMARK')
+            row.operator("flamenco_panel.submit_job", icon='EXPORT')
         if st.last_submitted_id:
             layout.operator("flamenco_panel.open_web_ui", text="Open Submitted Job", icon='URL').job_id = \
                 st.last_submitted_id

@@ -65,8 +65,8 @@ def file_is_dirty() -> bool:
     return bpy.data.is_dirty
 
 
-def take_snapshot(context, job_type_name: str, job_name: str, priority: int, overrides: dict) -> tuple:
-    """(Snapshot, mode): evaluated once; what is packed and what is submitted come from this."""
+def prepare(context, job_type_name: str, job_name: str, priority: int, overrides: dict) -> tuple:
+    """(Snapshot of the artist's file as it is, mode): settings evaluated once, nothing written."""
     prefs = preferences.get()
     props = context.scene.flamenco_panel
     original = bpy.data.filepath
@@ -91,20 +91,42 @@ def take_snapshot(context, job_type_name: str, job_name: str, priority: int, ove
     storage = settings.farm_info.get("shared_storage", {})
     mode = submitting.plan_mode(original, storage.get("location", ""), bool(storage.get("shaman_enabled")),
                                 platform)
-    if file_is_dirty():
-        # Unsaved changes: the farm gets a copy with them; the artist's file is never written.
-        copy = _copy_path(original, mode, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        bpy.ops.wm.save_as_mainfile(filepath=copy, copy=True, check_existing=False)
-    else:
-        copy = original   # saved as it is: used as is (identical bytes, so Shaman re-uploads nothing)
     snap = submission.Snapshot(
         job_name=job_name, job_type=job_type.name, type_etag=job_type.etag, settings=final,
-        priority=priority if priority >= 0 else props.priority, platform=platform, blendfile=copy,
+        priority=priority if priority >= 0 else props.priority, platform=platform, blendfile=original,
         original_blendfile=original, project_root=paths.find_project_root(original),
         metadata=submission.metadata(prefs.user_name, prefs.user_email, original, bpy.app.version_string,
                                      _extension_version()),
         worker_tag=props.worker_tag, paused=props.submit_paused, expected_files=expected_files())
     return snap, mode
+
+
+def take_snapshot(context, job_type_name: str, job_name: str, priority: int, overrides: dict) -> tuple:
+    """(Snapshot, mode): what is packed and what is submitted come from this one snapshot."""
+    snap, mode = prepare(context, job_type_name, job_name, priority, overrides)
+    if file_is_dirty():
+        # Unsaved changes: the farm gets a copy with them; the artist's file is never written.
+        snap.blendfile = _copy_path(snap.original_blendfile, mode, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        bpy.ops.wm.save_as_mainfile(filepath=snap.blendfile, copy=True, check_existing=False)
+    # else: saved as it is, so used as is (identical bytes: Shaman re-uploads nothing)
+    return snap, mode
+
+
+def check(op, context) -> set:
+    """Asks the Manager whether it would accept the job as the panel describes it; sends no job."""
+    try:
+        runtime.check_online()
+        if not settings.catalog:
+            if runtime.interactive():
+                raise errors.ConfigurationError("Job types are not loaded yet: press Refresh first")
+            load_catalog_now()
+        snap, _mode = prepare(context, "", "", -1, {})
+    except (errors.FlamencoError, paths.PathRuleError) as ex:
+        op.report({'ERROR'}, str(ex))
+        return {'CANCELLED'}
+    from .operators import run
+    job = submission.submitted_job(snap, snap.original_blendfile)
+    return run(op, "check", {"job": job}, lambda st, data: f"The Manager accepts job \"{snap.job_name}\"")
 
 
 def execute(op, context) -> set:

@@ -161,6 +161,7 @@ OPERATIONS: dict[str, Callable[[ManagerClient, Mapping, Progress], Any]] = {
     "last_rendered": last_rendered,
     "catalog": submitting.catalog,
     "submit": submitting.submit,
+    "check": submitting.check,
 }
 
 

@@ -46,6 +46,12 @@ def catalog(client: ManagerClient, args: Mapping, progress) -> dict:
             "variables": {k: dataclasses.asdict(v) for k, v in client.variables(platform).items()}}
 
 
+def check(client: ManagerClient, args: Mapping, progress) -> dict:
+    """POST /jobs/check of a job as the panel describes it (the Check button)."""
+    _check(client, args["job"])
+    return {"ok": True}
+
+
 def submit(client: ManagerClient, args: Mapping, progress) -> dict:
     snap = Snapshot.from_dict(args["snapshot"])
     mode = str(args.get("mode", "pack"))

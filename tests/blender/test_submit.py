@@ -244,3 +244,30 @@ def test_shaman_upload_and_unchanged_resubmit_sends_nothing(prefs, online, proje
             assert digest(project) == project_digest
         finally:
             current_prefs().manager_url = old
+
+
+def test_panel_settings_live_in_the_scene_and_check(ready, project):
+    settings = sub("blender.settings")
+    bpy.ops.flamenco_panel.load_job_types()
+    props = bpy.context.scene.flamenco_panel
+    props.job_type_enum = "echo-sleep-test"
+    assert props.job_type == "echo-sleep-test"          # stored by name, not enum position
+    holder = bpy.context.window_manager.flamenco_panel_job_settings
+    holder.s_message = "from the panel"
+    holder.s_sleep_repeats = 4
+    bpy.ops.flamenco_panel.load_job_types()              # a Manager refresh regenerates the classes
+    holder = bpy.context.window_manager.flamenco_panel_job_settings
+    assert holder.s_message == "from the panel" and holder.s_sleep_repeats == 4
+    before = len(ready.requests)
+    bpy.ops.flamenco_panel.check_job()
+    checks = [r for r in ready.requests[before:] if r.path == "/api/v3/jobs/check"]
+    assert len(checks) == 1 and checks[0].json["settings"]["message"] == "from the panel"
+    assert submitted_jobs(ready) == []
+    # a job type that disappeared from the Manager is reported, not crashed on
+    del ready.state.job_types["echo-sleep-test"]
+    bpy.ops.flamenco_panel.load_job_types()
+    assert settings.current_type(bpy.context.scene) is None
+    with pytest.raises(RuntimeError, match="not available on the Manager"):
+        bpy.ops.flamenco_panel.submit_job()
+    from recording_layout import draw_panel
+    assert draw_panel(bpy.types.FLAMENCO_PT_submit, bpy.context).has_text("gone from the Manager")
