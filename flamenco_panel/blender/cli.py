@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job id, unique id prefix (4+ characters) or exact name of one of your jobs")
     p = command("submit", "submit a blend file")
     p.add_argument("blendfile", help="the .blend file to submit (it is not modified)")
-    p.add_argument("--type", metavar="T", help=f"job type (default: the one saved in the file, else {DEFAULT_JOB_TYPE})")
+    p.add_argument("--type", metavar="T",
+                   help=f"job type (default: the one saved in the file, else {DEFAULT_JOB_TYPE})")
     p.add_argument("--name", metavar="N", help="job name (default: the one saved in the file, else the file name)")
     p.add_argument("--priority", metavar="P", type=_priority, help="0…100 (default: the one saved in the file)")
     p.add_argument("--set", metavar="KEY=VALUE", type=_key_value, action="append", default=[], dest="overrides",
@@ -393,7 +394,7 @@ def _job_action(args) -> int:
     """Through the same operation as the panel: ownership and status re-checked on fresh data."""
     prefs = preferences.get()
     result = _call("job_action", {"job_id": _job_id(args.job), "action": args.command, "user_name": prefs.user_name,
-                                  "allow_others": bool(prefs.allow_others), "reason": "requested from blender -c flamenco"})
+                                  "allow_others": bool(prefs.allow_others), "reason": f"requested from {PROG}"})
     _emit(args, result, f"Job \"{_cell(result.get('job_name', ''), 200)}\" ({_short(result['job_id'])}): "
                         f"{result['status']}")
     return 0
@@ -420,12 +421,18 @@ def _task_id(args) -> str:
     return pick("task", args.task, tasks).id
 
 
+def _log_document(data: dict, text: str) -> dict:
+    return {**{k: data.get(k, "") for k in ("task_id", "task_name", "task_status", "job_id")}, "text": text}
+
+
 def _log(args) -> int:
     task_id = _task_id(args)
     if not args.follow:
         data = _call("task_log", {"task_id": task_id})
-        data["text"] = logs.clean(data.get("text", ""))
-        _emit(args, data, data["text"])
+        text = logs.clean(data.get("text", ""))
+        if not text:
+            _progress(f"Task \"{_cell(data.get('task_name', ''), 80)}\" has no log yet")
+        _emit(args, _log_document(data, text), text)
         return 0
     deadline = time.monotonic() + args.timeout
     request = {"task_id": task_id, "follow": True, "offset": 0, "max_bytes": FIRST_LOG_BYTES}
@@ -451,9 +458,8 @@ def _log(args) -> int:
             raise errors.FlamencoError(f"Stopped following after {args.timeout:g} s: the task is still "
                                        f"{data.get('task_status')}")
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-    data["text"] = "".join(collected)
     if args.json:
-        _emit(args, data, "")
+        _emit(args, _log_document(data, "".join(collected)), "")
     return 0
 
 

@@ -166,9 +166,13 @@ def _apply_refresh(state, data: dict, user_name: str) -> list:
 
     if "job_rows" in data:
         finished = _apply_job_rows(state, data["job_rows"], user_name)
-        _rows_digest[0] = data.get("job_rows_digest", "") if len(state.jobs) == len(_rows) else ""
+    elif "job_rows_changed" in data:   # only what changed since the rows we hold
+        finished = _apply_changed_rows(state, data["job_rows_changed"], data["job_rows_count"], user_name)
     else:   # unchanged since the rows we hold (the helper checked the digest)
         finished = _apply_job_rows(state, _rows, user_name) if len(state.jobs) == len(_rows) else []
+    in_step = finished is not None and len(state.jobs) == len(_rows)
+    _rows_digest[0] = data.get("job_rows_digest", "") if in_step else ""   # "": the next refresh sends all
+    finished = finished or []
     job_details.clear()
     if data.get("selected_job"):
         detail = from_link(Job, data["selected_job"])
@@ -210,6 +214,25 @@ def rows_digest(state) -> str:
 _workers: list = []
 
 
+def _write_row(slot, row: list, user_name: str, previous_status: str | None) -> bool:
+    """Fills one list item; True when it is my job that just finished (for a notification)."""
+    job_id, name, status, type_, progress, priority, owner, activity, created, updated = row
+    slot.id, slot.name, slot.status, slot.type = job_id, name, status, type_
+    slot.progress, slot.has_progress = max(0.0, progress), progress >= 0
+    slot.priority, slot.user_name, slot.activity = priority, owner, activity
+    slot.created, slot.updated = created, updated
+    slot.is_mine = bool(user_name.strip()) and owner.strip() == user_name.strip()
+    return (slot.is_mine and status in rules.FINISHED_JOB_STATUSES and previous_status is not None
+            and previous_status not in rules.FINISHED_JOB_STATUSES)
+
+
+def _resize(jobs, count: int) -> None:
+    while len(jobs) > count:
+        jobs.remove(len(jobs) - 1)
+    while len(jobs) < count:
+        jobs.add()
+
+
 def _apply_job_rows(state, rows: list, user_name: str) -> list:
     """Writes only the job rows that changed; returns rows of my jobs that just finished."""
     jobs = state.jobs
@@ -218,27 +241,32 @@ def _apply_job_rows(state, rows: list, user_name: str) -> list:
         return []
     user_changed = _rows_user[0] != user_name
     old_status = {row[0]: row[2] for row in old}
-    while len(jobs) > len(rows):
-        jobs.remove(len(jobs) - 1)
-    while len(jobs) < len(rows):
-        jobs.add()
+    _resize(jobs, len(rows))
     finished = []
     for index, row in enumerate(rows):
         if not user_changed and index < len(old) and old[index] == row:
             continue
-        job_id, name, status, type_, progress, priority, owner, activity, created, updated = row
-        slot = jobs[index]
-        slot.id, slot.name, slot.status, slot.type = job_id, name, status, type_
-        slot.progress, slot.has_progress = max(0.0, progress), progress >= 0
-        slot.priority, slot.user_name, slot.activity = priority, owner, activity
-        slot.created, slot.updated = created, updated
-        slot.is_mine = bool(user_name.strip()) and owner.strip() == user_name.strip()
-        previous = old_status.get(job_id)
-        if (slot.is_mine and status in rules.FINISHED_JOB_STATUSES and previous is not None
-                and previous not in rules.FINISHED_JOB_STATUSES):
+        if _write_row(jobs[index], row, user_name, old_status.get(row[0])):
             finished.append(row)
     _rows[:] = rows
     _rows_user[0] = user_name
+    return finished
+
+
+def _apply_changed_rows(state, changes: list, count: int, user_name: str) -> list | None:
+    """Applies a delta from the helper: (index, row) pairs against the rows we hold."""
+    jobs = state.jobs
+    if len(jobs) != len(_rows) or _rows_user[0] != user_name or count < len(_rows):
+        return None   # out of step with the helper: the next refresh sends everything
+    _resize(jobs, count)
+    _rows.extend([None] * (count - len(_rows)))
+    finished = []
+    for index, row in changes:
+        previous = _rows[index]
+        same_job = previous is not None and previous[0] == row[0]
+        if _write_row(jobs[index], row, user_name, previous[2] if same_job else None):
+            finished.append(row)
+        _rows[index] = row
     return finished
 
 

@@ -42,6 +42,31 @@ def job_row(job: Job) -> list:
             job.priority, job.user_name, job.activity[:200], job.created, job.updated]
 
 
+# The rows last sent, by digest (this lives in the helper process): lets a refresh send Blender only
+# the rows that changed since the rows it holds.
+_sent_rows: dict[str, list] = {}
+
+
+def _rows_update(rows: list, known_digest: str) -> dict:
+    """Nothing when Blender's rows are current; the changed/added rows when it holds an older list
+    with the same jobs in the same places; else all rows."""
+    digest = hashlib.sha1(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+    update: dict = {"job_rows_digest": digest}
+    previous = _sent_rows.get(known_digest)
+    if digest == known_digest:
+        pass
+    elif previous is not None and len(rows) >= len(previous) and all(
+            row[0] == old[0] for row, old in zip(rows, previous)):
+        update["job_rows_changed"] = [[i, row] for i, row in enumerate(rows)
+                                      if i >= len(previous) or row != previous[i]]
+        update["job_rows_count"] = len(rows)
+    else:
+        update["job_rows"] = rows
+    _sent_rows.clear()
+    _sent_rows[digest] = rows
+    return update
+
+
 def refresh(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
     """Everything the farm view shows; the tasks of `job_id` when one is selected.
 
@@ -62,10 +87,7 @@ def refresh(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
     if args.get("compact"):
         jobs.sort(key=lambda j: (timestamp(j.created), j.id))
         rows = [job_row(j) for j in jobs]
-        digest = hashlib.sha1(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
-        result["job_rows_digest"] = digest
-        if digest != args.get("rows_digest"):   # Blender already has these rows: don't send them again
-            result["job_rows"] = rows
+        result.update(_rows_update(rows, str(args.get("rows_digest") or "")))
         selected = next((j for j in jobs if j.id == args.get("job_id")), None)
         result["selected_job"] = dataclasses.asdict(selected) if selected else None
     else:

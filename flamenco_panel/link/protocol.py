@@ -45,12 +45,17 @@ def error(request_id: int, error_dict: dict) -> dict:
 
 
 class LineBuffer:
-    """Splits a byte stream into complete lines across partial reads."""
+    """Splits a byte stream into complete lines across partial reads (linear in the bytes fed:
+    a multi-megabyte result arriving in many reads is never re-scanned)."""
 
     def __init__(self) -> None:
-        self._pending = b""
+        self._parts: list[bytes] = []
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._pending += data
-        *lines, self._pending = self._pending.split(b"\n")
-        return [line for line in lines if line.strip()]
+        if b"\n" not in data:
+            self._parts.append(data)
+            return []
+        *complete, rest = data.split(b"\n")
+        complete[0] = b"".join(self._parts) + complete[0]
+        self._parts = [rest] if rest else []
+        return [line for line in complete if line.strip()]

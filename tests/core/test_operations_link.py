@@ -169,3 +169,20 @@ def test_protocol_line_buffer():
     line = protocol.encode(protocol.result(1, {"x": "ü"}))
     assert buffer.feed(line[:5]) == [] and buffer.feed(line[5:]) == [line.strip()]
     assert protocol.decode(b"not json") is None and protocol.decode(b"[1]") is None
+
+
+def test_refresh_sends_only_what_changed_since_blenders_rows(fm):
+    ids = fm.state.add_jobs(50, metadata={"user.name": "ana"})
+    c = client(fm)
+    first = operations.run("refresh", c, {"compact": True})
+    assert len(first["job_rows"]) == 50 and "job_rows_changed" not in first
+    same = operations.run("refresh", c, {"compact": True, "rows_digest": first["job_rows_digest"]})
+    assert "job_rows" not in same and "job_rows_changed" not in same
+    fm.state.set_job_status(ids[7], "completed")
+    fm.state.add_job("newest", metadata={"user.name": "ana"})
+    delta = operations.run("refresh", c, {"compact": True, "rows_digest": same["job_rows_digest"]})
+    assert "job_rows" not in delta and delta["job_rows_count"] == 51
+    changed = dict((i, row) for i, row in delta["job_rows_changed"])
+    assert sorted(changed) == [7, 50] and changed[7][2] == "completed" and changed[50][1] == "newest"
+    unknown = operations.run("refresh", c, {"compact": True, "rows_digest": "not-what-the-helper-sent"})
+    assert len(unknown["job_rows"]) == 51   # out of step: everything
