@@ -22,7 +22,7 @@ import time
 import bpy
 
 from ..core import errors, jobtypes, logs, rules
-from ..core.client import Connection, check_url, with_client
+from ..core.client import check_url
 from ..core.models import Job, TaskSummary, Worker, from_link, timestamp
 from . import logview, preferences, runtime, settings, state, submit
 
@@ -230,9 +230,8 @@ def _call(op: str, args: dict) -> dict:
 
 
 def _job(job_id: str) -> Job:
-    """One job as the Manager has it now (no named operation fetches a single job)."""
-    runtime.check_online()
-    return with_client(Connection.from_dict(runtime.connection_dict()), lambda client: client.job(job_id))
+    """One job as the Manager has it now."""
+    return from_link(Job, _call("job", {"job_id": job_id}))
 
 
 def _jobs() -> list[Job]:

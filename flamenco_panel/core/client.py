@@ -488,10 +488,3 @@ def _connection_message(base: str, ex: Exception) -> str:
         return f"The Manager at {base} closed the connection mid-answer; try again"
     return f"Cannot reach the Manager at {base} ({type(ex).__name__})"
 
-
-def with_client(connection: Connection, fn: Callable[[ManagerClient], Any]) -> Any:
-    client = ManagerClient(connection)
-    try:
-        return fn(client)
-    finally:
-        client.close()

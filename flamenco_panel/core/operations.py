@@ -101,6 +101,10 @@ def refresh(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
     return result
 
 
+def job(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
+    return dataclasses.asdict(client.job(args["job_id"]))
+
+
 def job_tasks(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
     return {"job_id": args["job_id"], "tasks": [dataclasses.asdict(t) for t in client.job_tasks(args["job_id"])]}
 
@@ -175,6 +179,7 @@ def last_rendered(client: ManagerClient, args: Mapping, progress: Progress) -> d
 OPERATIONS: dict[str, Callable[[ManagerClient, Mapping, Progress], Any]] = {
     "ping": ping,
     "refresh": refresh,
+    "job": job,
     "job_tasks": job_tasks,
     "job_action": job_action,
     "job_priority": job_priority,
