@@ -11,9 +11,8 @@ import webbrowser
 
 import bpy
 
-from ..core import errors, logs, rules
+from ..core import errors, paths, rules
 from ..core.models import Job
-from ..core import paths
 from . import logview, preferences, runtime, settings, state
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import bpy
-
 from . import addon, runtime
 
 _previews = None

@@ -13,7 +13,7 @@ import collections
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -204,7 +204,7 @@ class ManagerClient:
             raise errors.ManagerUnreachable(
                 f"TLS check failed for {self.base}: set a CA bundle in the preferences if the Manager "
                 f"uses its own certificate ({type(ex).__name__})") from None
-        except (requests.exceptions.ConnectTimeout,) as ex:
+        except requests.exceptions.ConnectTimeout:
             raise errors.ManagerTimeout(f"Manager at {self.base} did not accept a connection within "
                                         f"{conn.connect_timeout:g} s") from None
         except (requests.exceptions.ReadTimeout, TimeoutError):
