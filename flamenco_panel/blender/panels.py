@@ -200,7 +200,7 @@ class FLAMENCO_PT_submit(_FlamencoPanel, bpy.types.Panel):
         job_type = settings.current_type(context.scene)
         if props.job_type and job_type is None:
             layout.label(text=f"Job type \"{props.job_type}\" is gone from the Manager", icon='ERROR')
-        holder = getattr(context.window_manager, "flamenco_panel_job_settings", None)
+        holder = settings.holder(context.scene)
         if job_type is not None and holder is not None:
             col = layout.column()
             for setting in job_type.settings:

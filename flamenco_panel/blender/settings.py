@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Per-scene submission settings, with job-type settings generated from the Manager's job types.
 
-Values live in the scene (saved with the file) as plain ID properties keyed by
-job-type name and setting key, so they survive a Manager refresh and a
-regenerated property class. The job type is stored by *name*, never as an enum
-position (positions change meaning when the Manager's list changes).
+Values live in the scene (saved with the file) under the setting's key, so they
+survive a Manager refresh and a regenerated property class. The job type is
+stored by *name*, never as an enum position (positions change meaning when the
+Manager's list changes).
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import bpy
 
 from ..core import expressions, jobtypes
 
-VALUES = "flamenco_panel_values"      # scene[VALUES][type][key] = value
 MANUAL = "flamenco_panel_manual"      # scene[MANUAL][type][key] = 1: the user overrides the automatic value
 
 # The Manager's job types and worker tags as last fetched (not saved): {name: JobType}
@@ -44,17 +43,6 @@ def _scene_dict(scene, group: str, type_name: str):
     if type_name not in scene[group]:
         scene[group][type_name] = {}
     return scene[group][type_name]
-
-
-def stored(scene, type_name: str, key: str, default=None):
-    try:
-        return scene[VALUES][type_name][key]
-    except (KeyError, TypeError):
-        return default
-
-
-def store(scene, type_name: str, key: str, value) -> None:
-    _scene_dict(scene, VALUES, type_name)[key] = value
 
 
 def is_manual(scene, type_name: str, key: str) -> bool:
@@ -127,53 +115,35 @@ class FLAMENCO_PG_submit(bpy.types.PropertyGroup):
 
 
 def _make_property(setting: jobtypes.JobSetting):
-    """A bpy property whose value lives in the scene's ID properties (survives regeneration)."""
+    """A plain bpy property for one setting (no get/set callbacks: bpy 4.2 crashes at exit with those)."""
     kind = jobtypes.blender_property_kind(setting)
-    key = setting.key
-    label = setting.label or key
-    description = (setting.description or setting.eval_description or label)[:400]
-
-    def getter(self):
-        scene = bpy.context.scene
-        type_ = current_type(scene)
-        value = stored(scene, type_.name if type_ else "", key, None)
-        if value is None:
-            value = jobtypes.default_value(setting)
-        if value is None:
-            value = jobtypes.empty_value(setting)
-        if kind.kind == "ENUM":
-            return kind.items.index(value) if value in kind.items else 0
-        try:
-            return jobtypes.coerce_value(setting, value)
-        except jobtypes.SettingValueError:
-            return jobtypes.empty_value(setting)
-
-    def setter(self, value):
-        scene = bpy.context.scene
-        type_ = current_type(scene)
-        if type_ is None:
-            return
-        if kind.kind == "ENUM":
-            value = kind.items[value] if 0 <= value < len(kind.items) else ""
-        store(scene, type_.name, key, value)
-
-    common = {"name": label, "description": description, "get": getter, "set": setter}
+    label = setting.label or setting.key
+    common = {"name": label, "description": (setting.description or setting.eval_description or label)[:400]}
+    default = jobtypes.default_value(setting)
+    if default is None:
+        default = jobtypes.empty_value(setting)
     if kind.kind == "ENUM":
-        return bpy.props.EnumProperty(items=[(c, c, "") for c in kind.items], **common)
+        return bpy.props.EnumProperty(items=[(c, c, "") for c in kind.items], default=default or kind.items[0],
+                                      **common)
     if kind.kind == "INT":
-        return bpy.props.IntProperty(**{k: int(v) for k, v in kind.propargs.items()}, **common)
+        return bpy.props.IntProperty(default=int(default), **{k: int(v) for k, v in kind.propargs.items()}, **common)
     if kind.kind == "FLOAT":
-        return bpy.props.FloatProperty(**kind.propargs, **common)
+        return bpy.props.FloatProperty(default=float(default), **kind.propargs, **common)
     if kind.kind == "BOOL":
-        return bpy.props.BoolProperty(**common)
-    return bpy.props.StringProperty(subtype=kind.subtype or 'NONE', **common)
+        return bpy.props.BoolProperty(default=bool(default), **common)
+    return bpy.props.StringProperty(default=str(default), subtype=kind.subtype or 'NONE', **common)
 
 
 _generated: type | None = None
 
 
+def holder(scene):
+    """The scene's job-type settings (values saved with the scene; same-named settings share a value)."""
+    return getattr(scene, "flamenco_panel_job_settings", None)
+
+
 def regenerate(scene=None) -> None:
-    """(Re)builds the property class for the scene's current job type. Values are untouched."""
+    """(Re)builds the property class for the scene's current job type. Stored values stay in the scene."""
     global _generated
     job_type = current_type(scene or bpy.context.scene)
     annotations = {}
@@ -186,17 +156,24 @@ def regenerate(scene=None) -> None:
     cls = type("FLAMENCO_PG_job_settings", (bpy.types.PropertyGroup,), {"__annotations__": annotations})
     _drop_generated()
     bpy.utils.register_class(cls)
-    bpy.types.WindowManager.flamenco_panel_job_settings = bpy.props.PointerProperty(type=cls)
+    bpy.types.Scene.flamenco_panel_job_settings = bpy.props.PointerProperty(type=cls)
     _generated = cls
 
 
 def _drop_generated() -> None:
     global _generated
     if _generated is not None:
-        if hasattr(bpy.types.WindowManager, "flamenco_panel_job_settings"):
-            del bpy.types.WindowManager.flamenco_panel_job_settings
+        if hasattr(bpy.types.Scene, "flamenco_panel_job_settings"):
+            del bpy.types.Scene.flamenco_panel_job_settings
         bpy.utils.unregister_class(_generated)
         _generated = None
+
+
+def stored(scene, key: str):
+    """The value the panel holds for a setting (its default when never set); None if not shown there."""
+    values = holder(scene)
+    name = prop_name(key)
+    return getattr(values, name) if values is not None and hasattr(values, name) else None
 
 
 def evaluate_all(context, job_type: jobtypes.JobType, job_name: str, overrides: dict | None = None) -> dict:
@@ -214,7 +191,7 @@ def evaluate_all(context, job_type: jobtypes.JobType, job_name: str, overrides: 
             value = expressions.evaluate(setting.eval, names, setting.key)
             values[setting.key] = str(value) if isinstance(value, os.PathLike) else value
         else:
-            value = stored(scene, job_type.name, setting.key, None)
+            value = stored(scene, setting.key)
             values[setting.key] = jobtypes.default_value(setting) if value is None else value
     return values
 

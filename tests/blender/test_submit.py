@@ -251,11 +251,11 @@ def test_panel_settings_live_in_the_scene_and_check(ready, project):
     props = bpy.context.scene.flamenco_panel
     props.job_type_enum = "echo-sleep-test"
     assert props.job_type == "echo-sleep-test"          # stored by name, not enum position
-    holder = bpy.context.window_manager.flamenco_panel_job_settings
+    holder = bpy.context.scene.flamenco_panel_job_settings
     holder.s_message = "from the panel"
     holder.s_sleep_repeats = 4
     bpy.ops.flamenco_panel.load_job_types()              # a Manager refresh regenerates the classes
-    holder = bpy.context.window_manager.flamenco_panel_job_settings
+    holder = bpy.context.scene.flamenco_panel_job_settings
     assert holder.s_message == "from the panel" and holder.s_sleep_repeats == 4
     before = len(ready.requests)
     bpy.ops.flamenco_panel.check_job()
