@@ -178,6 +178,7 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
     def failed(ex: errors.FlamencoError) -> None:
         st = state.get()
         _in_flight.clear()
+        _remove_temporary_copy(snap, mode)   # normally the helper does; not if it died
         st.submit_progress, st.submit_status = 0.0, ""
         if isinstance(ex, errors.JobTypeStale) and not retried:
             # The job type changed on the Manager: fetch it, re-evaluate, and check once more.
@@ -218,6 +219,12 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         return {'CANCELLED'}
     op.report({'INFO'}, outcome.get("message", "Submitted"))
     return {'FINISHED'}
+
+
+def _remove_temporary_copy(snap, mode: str) -> None:
+    """The hidden copy saved for packing; an in-place copy may already be used by a job, so it stays."""
+    if mode != "in_place" and snap.blendfile != snap.original_blendfile and os.path.isfile(snap.blendfile):
+        os.remove(snap.blendfile)
 
 
 def _retry_interactive(snap, overrides) -> None:
