@@ -163,6 +163,7 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         _last_result.update(data)
         job = data.get("job", {})
         st.submit_progress, st.submit_status = 0.0, ""
+        _status_bar(None)
         message = f"Submitted \"{job.get('name', '')}\" ({job.get('id', '')[:8]})"
         if data.get("mode") == "shaman":
             message += f", uploaded {data.get('bytes_uploaded', 0)} bytes"
@@ -180,6 +181,7 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         _in_flight.clear()
         _remove_temporary_copy(snap, mode)   # normally the helper does; not if it died
         st.submit_progress, st.submit_status = 0.0, ""
+        _status_bar(None)
         if isinstance(ex, errors.JobTypeStale) and not retried:
             # The job type changed on the Manager: fetch it, re-evaluate, and check once more.
             outcome["stale"] = True
@@ -198,6 +200,8 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         total = data.get("bytes_total") or data.get("files_total") or 0
         done_ = data.get("bytes_done") if data.get("bytes_total") else data.get("files_done")
         st.submit_progress = min(1.0, float(done_ or 0) / total) if total else 0.0
+        files = f", {data.get('files_done', 0)}/{data['files_total']} files" if data.get("files_total") else ""
+        _status_bar(f"Flamenco: {st.submit_status}{files} ({st.submit_progress:.0%})")
 
     args = {"snapshot": snap.to_dict(), "mode": mode, "user_dir": addon.user_path()}
     _in_flight["retried"] = retried
@@ -219,6 +223,13 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         return {'CANCELLED'}
     op.report({'INFO'}, outcome.get("message", "Submitted"))
     return {'FINISHED'}
+
+
+def _status_bar(text: str | None) -> None:
+    """Submission progress in the status bar too (None clears it); nothing to show in background mode."""
+    workspace = getattr(bpy.context, "workspace", None)
+    if workspace is not None and not bpy.app.background:
+        workspace.status_text_set(text)
 
 
 def _remove_temporary_copy(snap, mode: str) -> None:
