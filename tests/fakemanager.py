@@ -143,7 +143,13 @@ def _load_spec(path: str) -> tuple[dict, bytes]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(path, encoding="utf-8") as f:
         doc = yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader
-    as_json = json.dumps(doc, default=str).encode()
+    # The real Manager serves its embedded spec with capitalised operationIds (FetchJobs), unlike the YAML.
+    served = json.loads(json.dumps(doc, default=str))
+    for item in served.get("paths", {}).values():
+        for op in item.values() if isinstance(item, dict) else ():
+            if isinstance(op, dict) and isinstance(op.get("operationId"), str):
+                op["operationId"] = op["operationId"][:1].upper() + op["operationId"][1:]
+    as_json = json.dumps(served).encode()
     return doc, as_json
 
 
@@ -1281,8 +1287,8 @@ class _Api:
         try:
             op, params, values = self.spec.route(req.method, path)
         except LookupError as e:
-            if str(e) == "405":
-                return _echo_error(405, "Method Not Allowed")
+            if str(e) == "405":   # the real Manager (Echo) answers an unknown method on a known path so
+                return _echo_error(404, "method not allowed")
             return _echo_error(404, "Not Found")
         req.params = values
         # Path parameters, as the request validator checks them.

@@ -77,7 +77,8 @@ class Capabilities:
     spec_known: bool = False
 
     def has(self, operation_id: str) -> bool:
-        return operation_id in self.operations
+        """Case-insensitive: the Manager serves `FetchJobs` where its YAML says `fetchJobs`."""
+        return operation_id.lower() in self.operations
 
     @property
     def can_pause(self) -> bool:
@@ -113,7 +114,7 @@ def capabilities_from_spec(version: Version, spec: Any) -> Capabilities:
     ops = set()
     for item in spec["paths"].values():
         if isinstance(item, Mapping):
-            ops.update(op["operationId"] for op in item.values()
+            ops.update(op["operationId"].lower() for op in item.values()
                        if isinstance(op, Mapping) and isinstance(op.get("operationId"), str))
     schemas = spec.get("components", {}).get("schemas", {}) if isinstance(spec.get("components"), Mapping) else {}
     statuses = schemas.get("JobStatus", {}).get("enum", []) if isinstance(schemas, Mapping) else []
@@ -278,7 +279,7 @@ class ManagerClient:
         numbers = version.numbers
         if numbers is not None and numbers < (3, 0):
             raise errors.NotAManager(f"Flamenco Manager {version.shortversion} is too old; Flamenco Panel "
-                                     "supports Manager 3.5 and newer")
+                                     "needs Manager 3 (tested with 3.5 to 3.9)")
         return version
 
     def capabilities(self, refresh: bool = False) -> Capabilities:
@@ -346,7 +347,6 @@ class ManagerClient:
             except errors.ManagerHTTPError as ex:
                 if ex.status not in (404, 405):
                     raise
-        # `POST /jobs/query` is read-only, so retrying it is safe.
         return _parse_jobs(self.request("POST", API + "/jobs/query", body={})[1])
 
     def job(self, job_id: str) -> Job:

@@ -88,6 +88,8 @@ def test_capabilities_from_spec_and_fallback():
     assert Capabilities(Version(version="3.5")).can_pause is False
     assert Capabilities(Version(version="3.6")).can_pause is True
     assert Capabilities.from_dict(caps.to_dict()) == caps
+    served = {"paths": {"/api/v3/jobs": {"get": {"operationId": "FetchJobs"}}}}   # as a real Manager serves it
+    assert capabilities_from_spec(Version(version="3.9"), served).lists_jobs_with_get
 
 
 # --- rules ------------------------------------------------------------------------------------
