@@ -136,23 +136,27 @@ def _panel_in_use() -> bool:
 
 
 def tick() -> float:
-    """The persistent timer: drain the helper, redraw, auto-refresh while the panel is in use."""
+    """The persistent timer: drain the helper, redraw, auto-refresh while the panel is in use.
+
+    Nothing may escape: an exception would make Blender drop the timer, and with it every later result.
+    """
     global _last_auto_refresh
-    handled = drain()
-    if handled:
-        tag_redraw()
-    from . import logview
-    if logview.following and bpy.app.online_access:
-        logview.poll()
-    prefs = preferences.get()
-    st = state.get()
-    if prefs is not None and st is not None and prefs.refresh_interval > 0 and bpy.app.online_access:
-        now = time.monotonic()
-        rendering = bpy.app.is_job_running('RENDER')
-        if (not rendering and not busy() and st.connection in {'CONNECTED', 'ERROR'}
-                and now - _last_auto_refresh >= prefs.refresh_interval and _panel_in_use()):
-            _last_auto_refresh = now
-            bpy.ops.flamenco_panel.refresh()
+    try:
+        if drain():
+            tag_redraw()
+        from . import logview
+        if logview.following and bpy.app.online_access:
+            logview.poll()
+        prefs = preferences.get()
+        st = state.get()
+        if prefs is not None and st is not None and prefs.refresh_interval > 0 and bpy.app.online_access:
+            now = time.monotonic()
+            if (not bpy.app.is_job_running('RENDER') and not busy() and st.connection in {'CONNECTED', 'ERROR'}
+                    and now - _last_auto_refresh >= prefs.refresh_interval and _panel_in_use()):
+                _last_auto_refresh = now
+                bpy.ops.flamenco_panel.refresh()
+    except Exception as ex:   # reported in the panel by the operators; never fatal for the timer
+        print(f"Flamenco Panel: {type(ex).__name__}: {ex}")
     return TICK_BUSY if busy() else TICK_IDLE
 
 

@@ -21,14 +21,37 @@ MANUAL = "flamenco_panel_manual"      # scene[MANUAL][type][key] = 1: the user o
 catalog: dict[str, jobtypes.JobType] = {}
 worker_tags: list[dict] = []
 farm_info: dict = {}     # {"shared_storage": {...}, "variables": {...}} for this platform
-_enum_cache: list = []   # Blender needs enum item strings kept alive
 
 
 def set_catalog(job_types: list[dict], tags: list[dict]) -> None:
     global catalog, worker_tags
     catalog = {t.name: t for t in jobtypes.parse_job_types({"job_types": job_types})}
     worker_tags = list(tags)
-    regenerate(bpy.context.scene)
+    sync_scene(bpy.context.scene)
+
+
+def sync_scene(scene) -> None:
+    """Enum lists, the enums' shown values and the settings class, for this scene's stored choices."""
+    props = getattr(scene, "flamenco_panel", None)
+    chosen = props.job_type if props is not None else ""
+    _type_items[:] = [(name, t.label or name, t.description or name) for name, t in sorted(catalog.items())]
+    if chosen and chosen not in catalog:
+        _type_items.append((chosen, f"{chosen} (gone from the Manager)", "This job type no longer exists"))
+    if not _type_items:
+        _type_items.append((NO_TYPE, "(refresh to load job types)", ""))
+    _tag_items_list[:] = [(ALL_TAGS, "All", "Any worker")] + [
+        (t["id"], t.get("name") or t["id"], t.get("description") or "") for t in worker_tags if t.get("id")]
+    if props is not None:
+        _syncing[0] = True
+        try:
+            if chosen and any(item[0] == chosen for item in _type_items):
+                props.job_type_enum = chosen
+            tag = props.worker_tag or ALL_TAGS
+            if any(item[0] == tag for item in _tag_items_list):
+                props.worker_tag_enum = tag
+        finally:
+            _syncing[0] = False
+    regenerate(scene)
 
 
 def prop_name(key: str) -> str:
@@ -61,56 +84,41 @@ def current_type(scene) -> jobtypes.JobType | None:
     return catalog.get(props.job_type) if props is not None else None
 
 
+# Enum items live as long as the module: Blender keeps pointers to their strings. An empty
+# identifier would make an item a separator, hence the two placeholders.
+NO_TYPE, ALL_TAGS = "__none__", "__all__"
+_type_items: list = [(NO_TYPE, "(refresh to load job types)", "")]
+_tag_items_list: list = [(ALL_TAGS, "All", "Any worker")]
+_syncing = [False]
+
+
 def _job_type_items(self, context):
-    global _enum_cache
-    items = [(name, t.label or name, t.description or name) for name, t in sorted(catalog.items())]
-    props = context.scene.flamenco_panel if context and context.scene else None
-    if props is not None and props.job_type and props.job_type not in catalog:
-        items.append((props.job_type, f"{props.job_type} (gone from the Manager)", "This job type no longer exists"))
-    _enum_cache = items or [("", "(refresh to load job types)", "")]
-    return _enum_cache
-
-
-def _get_job_type_enum(self) -> int:
-    names = [item[0] for item in _job_type_items(self, bpy.context)]
-    return names.index(self.job_type) if self.job_type in names else 0
-
-
-def _set_job_type_enum(self, index: int) -> None:
-    items = _job_type_items(self, bpy.context)
-    if 0 <= index < len(items):
-        self.job_type = items[index][0]
-        regenerate(bpy.context.scene)
+    return _type_items
 
 
 def _tag_items(self, context):
-    global _tag_cache
-    _tag_cache = [("", "All", "Any worker")] + [(t["id"], t["name"] or t["id"], t.get("description") or "")
-                                               for t in worker_tags if t.get("id")]
-    return _tag_cache
+    return _tag_items_list
 
 
-_tag_cache: list = []
+def _job_type_chosen(self, context) -> None:
+    """The enum only picks; the choice is stored by name (enum positions change with the Manager's list)."""
+    if not _syncing[0] and self.job_type_enum != NO_TYPE:
+        self.job_type = self.job_type_enum
+        regenerate(context.scene)
 
 
-def _get_tag(self) -> int:
-    ids = [item[0] for item in _tag_items(self, bpy.context)]
-    return ids.index(self.worker_tag) if self.worker_tag in ids else 0
-
-
-def _set_tag(self, index: int) -> None:
-    items = _tag_items(self, bpy.context)
-    self.worker_tag = items[index][0] if 0 <= index < len(items) else ""
+def _tag_chosen(self, context) -> None:
+    if not _syncing[0]:
+        self.worker_tag = "" if self.worker_tag_enum == ALL_TAGS else self.worker_tag_enum
 
 
 class FLAMENCO_PG_submit(bpy.types.PropertyGroup):
     job_name: bpy.props.StringProperty(name="Job Name", description="Empty: the blend file's name")
     job_type: bpy.props.StringProperty(name="Job Type", description="Name of the Manager's job type")
-    job_type_enum: bpy.props.EnumProperty(name="Job Type", items=_job_type_items, get=_get_job_type_enum,
-                                          set=_set_job_type_enum)
+    job_type_enum: bpy.props.EnumProperty(name="Job Type", items=_job_type_items, update=_job_type_chosen)
     priority: bpy.props.IntProperty(name="Priority", default=50, min=0, max=100)
     worker_tag: bpy.props.StringProperty(name="Worker Tag", description="UUID of the worker tag; empty: all")
-    worker_tag_enum: bpy.props.EnumProperty(name="Worker Tag", items=_tag_items, get=_get_tag, set=_set_tag)
+    worker_tag_enum: bpy.props.EnumProperty(name="Worker Tag", items=_tag_items, update=_tag_chosen)
     submit_paused: bpy.props.BoolProperty(name="Submit Paused", description="Queue the job paused (Manager 3.6+)")
 
 
@@ -135,6 +143,13 @@ def _make_property(setting: jobtypes.JobSetting):
 
 
 _generated: type | None = None
+_generated_for = [""]   # the job type the generated class describes
+
+
+def ensure_class(scene, job_type: jobtypes.JobType) -> None:
+    """Makes the generated class describe `job_type`, so stored values are read for the right settings."""
+    if _generated is None or _generated_for[0] != job_type.name:
+        regenerate(scene, job_type)
 
 
 def holder(scene):
@@ -142,10 +157,11 @@ def holder(scene):
     return getattr(scene, "flamenco_panel_job_settings", None)
 
 
-def regenerate(scene=None) -> None:
-    """(Re)builds the property class for the scene's current job type. Stored values stay in the scene."""
+def regenerate(scene=None, job_type: jobtypes.JobType | None = None) -> None:
+    """(Re)builds the property class for a job type (default: the scene's). Stored values stay in the scene."""
     global _generated
-    job_type = current_type(scene or bpy.context.scene)
+    job_type = job_type or current_type(scene or bpy.context.scene)
+    _generated_for[0] = job_type.name if job_type is not None else ""
     annotations = {}
     if job_type is not None:
         for setting in job_type.settings:
@@ -208,3 +224,4 @@ def unregister() -> None:
     bpy.utils.unregister_class(FLAMENCO_PG_submit)
     catalog.clear()
     worker_tags.clear()
+    farm_info.clear()

@@ -26,6 +26,12 @@ def in_flight() -> bool:
     return bool(_in_flight)
 
 
+def forget() -> None:
+    """On unregister: a submission whose helper is gone is no longer in flight."""
+    _in_flight.clear()
+    _last_result.clear()
+
+
 def _extension_version() -> str:
     try:
         import tomllib
@@ -81,6 +87,7 @@ def prepare(context, job_type_name: str, job_name: str, priority: int, overrides
     unknown = [key for key in overrides if jobtypes.find_setting(job_type, key) is None]
     if unknown:
         raise errors.ConfigurationError(f"Job type \"{job_type.name}\" has no setting {unknown[0]!r}")
+    settings.ensure_class(context.scene, job_type)
     try:
         values = settings.evaluate_all(context, job_type, job_name, overrides)
     except (expressions.ExpressionError, jobtypes.SettingValueError) as ex:
@@ -150,6 +157,9 @@ def execute(op, context) -> set:
     except (errors.FlamencoError, paths.PathRuleError) as ex:
         op.report({'ERROR'}, str(ex))
         return {'CANCELLED'}
+    except RuntimeError as ex:   # saving the farm copy failed (e.g. a read-only folder)
+        op.report({'ERROR'}, f"Could not save a copy of the file for the farm: {ex}")
+        return {'CANCELLED'}
     return _dispatch(op, context, snap, mode, overrides, retried=False)
 
 
@@ -174,7 +184,10 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         if runtime.interactive():
             from .operators import notify
             notify(message)
-        bpy.ops.flamenco_panel.refresh()   # the new job shows up selected in the list
+        try:
+            bpy.ops.flamenco_panel.refresh()   # the new job shows up selected in the list
+        except RuntimeError:
+            pass   # the job was submitted; a failed refresh must not make it look otherwise
 
     def failed(ex: errors.FlamencoError) -> None:
         st = state.get()
@@ -186,6 +199,8 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
             # The job type changed on the Manager: fetch it, re-evaluate, and check once more.
             outcome["stale"] = True
             if runtime.interactive():
+                _in_flight["retrying"] = True   # a click meanwhile must not start a second submission
+                st.submit_status = "retrying"
                 _retry_interactive(snap, overrides)
             return
         st.message = ex.message
@@ -211,18 +226,22 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         state.get().submit_status = "starting"
         return {'FINISHED'}
     if outcome.get("stale"):
-        load_catalog_now()
         try:
+            load_catalog_now()
             snap, mode = take_snapshot(bpy.context, snap.job_type, snap.job_name, snap.priority, overrides)
         except errors.FlamencoError as ex:
-            op.report({'ERROR'}, ex.message)
-            return {'CANCELLED'}
+            return _report(op, 'ERROR', ex.message)
         return _dispatch(op, bpy.context, snap, mode, overrides, retried=True)
     if "error" in outcome:
-        op.report({'ERROR'}, outcome["error"].message)
-        return {'CANCELLED'}
-    op.report({'INFO'}, outcome.get("message", "Submitted"))
-    return {'FINISHED'}
+        return _report(op, 'ERROR', outcome["error"].message)
+    return _report(op, 'INFO', outcome.get("message", "Submitted"))
+
+
+def _report(op, level: str, message: str) -> set:
+    """The operator's report (op is None when a retry runs from the timer, which notifies instead)."""
+    if op is not None:
+        op.report({level}, message)
+    return {'CANCELLED'} if level == 'ERROR' else {'FINISHED'}
 
 
 def _status_bar(text: str | None) -> None:
@@ -239,19 +258,24 @@ def _remove_temporary_copy(snap, mode: str) -> None:
 
 
 def _retry_interactive(snap, overrides) -> None:
+    def given_up(message: str) -> None:
+        from .operators import notify
+        _in_flight.clear()
+        state.get().submit_status = ""
+        notify(message, 'ERROR')
+
     def reloaded(data: dict) -> None:
         apply_catalog(data)
         try:
             new_snap, mode = take_snapshot(bpy.context, snap.job_type, snap.job_name, snap.priority, overrides)
-        except (errors.FlamencoError, paths.PathRuleError) as ex:
-            from .operators import notify
-            notify(str(ex), 'ERROR')
+        except (errors.FlamencoError, paths.PathRuleError, RuntimeError) as ex:
+            given_up(str(ex))
             return
+        _in_flight.clear()
         _dispatch(None, bpy.context, new_snap, mode, overrides, retried=True)
 
     def failed(ex: errors.FlamencoError) -> None:
-        from .operators import notify
-        notify(ex.message, 'ERROR')
+        given_up(ex.message)
 
     runtime.dispatch("catalog", {"platform": snap.platform}, reloaded, failed)
 

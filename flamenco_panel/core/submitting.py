@@ -16,7 +16,15 @@ from . import errors, paths
 from .client import ManagerClient
 from .submission import Snapshot, submitted_job
 
-MODES = ("in_place", "pack", "shaman")
+def _free_pack_target(location: str, snap: Snapshot, timestamp: datetime.datetime) -> paths.PackTarget:
+    """A pack folder nobody uses yet (two submissions of one name in one second get -2, -3, …)."""
+    for attempt in range(1, 100):
+        name = snap.job_name if attempt == 1 else f"{snap.job_name}-{attempt}"
+        target = paths.pack_target(location, name, timestamp, snap.original_blendfile, snap.project_root,
+                                   snap.platform)
+        if not os.path.exists(target.directory):
+            return target
+    raise errors.ConfigurationError(f"No free pack folder for \"{snap.job_name}\" in {location}")
 
 
 def plan_mode(original_blendfile: str, storage_location: str, shaman_enabled: bool, platform: str) -> str:
@@ -69,8 +77,7 @@ def submit(client: ManagerClient, args: Mapping, progress) -> dict:
     else:
         if not storage.location:
             raise errors.ConfigurationError("The Manager reports no shared storage for this platform")
-        target = paths.pack_target(storage.location, snap.job_name, timestamp, snap.original_blendfile,
-                                   snap.project_root, snap.platform)
+        target = _free_pack_target(storage.location, snap, timestamp)
         planned = target.blendfile
     submitted = False
     try:
@@ -93,8 +100,13 @@ def submit(client: ManagerClient, args: Mapping, progress) -> dict:
         if _should_abort(progress):
             raise errors.Aborted("Submission aborted; nothing was submitted")
         progress({"phase": "submitting"})
-        submitted = True   # set before the POST: whatever happens now, the farm copy may be in use
-        created = client.submit_job(job)   # exactly once: never retried
+        submitted = True   # set before the POST: unless the Manager says no, the farm copy may be in use
+        try:
+            created = client.submit_job(job)   # exactly once: never retried
+        except errors.ManagerHTTPError as ex:
+            if 400 <= ex.status < 500:   # refused: no job was made, so its files can go
+                submitted = False
+            raise
     finally:
         # A temporary copy made for packing always goes; an in-place copy stays only for a submitted job;
         # the artist's own file is never removed.
