@@ -123,10 +123,12 @@ class FLAMENCO_OT_refresh(bpy.types.Operator):
 
     def execute(self, context):
         st = state.get(context)
-        prefs = preferences.get()
+        if runtime.pending("refresh"):
+            return {'FINISHED'}   # one at a time: answers arriving out of order would undo newer data
         selected = state.selected_job(st)
 
         def applied(st, data: dict) -> str:
+            prefs = preferences.get()
             finished = state.apply_refresh(st, data, prefs.user_name if prefs else "")
             for row in finished:
                 name, status = row[1], row[2]
@@ -135,7 +137,7 @@ class FLAMENCO_OT_refresh(bpy.types.Operator):
 
         args = {"job_id": selected.id if selected else "", "compact": True, "rows_digest": state.rows_digest(st)}
         result = run(self, "refresh", args, applied)
-        if not settings.catalog and st.connection != 'OFFLINE':
+        if not settings.catalog and st.connection != 'OFFLINE' and not runtime.pending("catalog"):
             load_catalog(self)
         return result
 
@@ -336,7 +338,7 @@ class FLAMENCO_OT_show_task_log(bpy.types.Operator):
             name = job_name if job_id == data.get("job_id") else ""
             text = logview.text_for(name, data.get("task_name", ""), data["task_id"])
             logview.write(text, data.get("text", ""), append=False)
-            logview.show(text, context)
+            logview.show(text, bpy.context)
             following = follow and data.get("task_status") in logview.ACTIVE_TASK_STATUSES
             if following:
                 logview.start_following(data["task_id"], text.name, data.get("offset", 0))
@@ -425,6 +427,9 @@ class FLAMENCO_OT_open_output_folder(bpy.types.Operator):
 
     def execute(self, context):
         folder = state.output_folder(state.selected_job(state.get(context)))
+        if paths.is_unc(folder):   # never touch a network share named by the Manager from the main thread
+            self.report({'ERROR'}, f"Open this network folder yourself: {folder}")
+            return {'CANCELLED'}
         if not os.path.isdir(folder):
             self.report({'ERROR'}, f"Output folder not reachable from this computer: {folder}")
             return {'CANCELLED'}

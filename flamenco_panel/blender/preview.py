@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..core import paths
 from . import addon, runtime
 
 _previews = None
@@ -37,8 +38,10 @@ def apply(data: dict) -> None:
     job_id = data.get("job_id", "")
     _pending.discard(job_id)
     path = data.get("path", "")
-    if not path or not os.path.isfile(path):
-        return
+    from . import state
+    selected = state.selected_job(state.get())
+    if not path or not os.path.isfile(path) or selected is None or selected.id != job_id:
+        return   # no image, or the user has selected another job since
     previews = _collection()
     key = f"{job_id}:{os.path.getmtime(path)}"
     if key not in previews:
@@ -52,7 +55,7 @@ def request(job_id: str) -> None:
     if not job_id or job_id in _pending:
         return
     _pending.add(job_id)
-    dest = os.path.join(addon.user_path("last-rendered"), "last-rendered.jpg")
+    dest = os.path.join(addon.user_path("last-rendered"), f"{paths.safe_job_name(job_id)}.jpg")   # one per job
     runtime.dispatch("last_rendered", {"job_id": job_id, "dest": dest, "suffix": "last-rendered-small.jpg"},
                      apply, lambda ex: _pending.discard(job_id))
 

@@ -95,6 +95,11 @@ def busy() -> bool:
     return bool(_callbacks)
 
 
+def pending(op: str) -> bool:
+    """Whether a request for `op` is under way in the helper."""
+    return _channel is not None and op in _channel.pending.values()
+
+
 def drain() -> int:
     """Delivers what the helper sent; returns how many messages were handled."""
     if _channel is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import types
 
 import bpy
 
@@ -192,13 +193,23 @@ def stored(scene, key: str):
     return getattr(values, name) if values is not None and hasattr(values, name) else None
 
 
+def _expression_roots(context) -> tuple:
+    """What job-type expressions may see as `C` and `bpy`: the scene and the file's path, nothing else."""
+    c = types.SimpleNamespace(scene=context.scene)
+    bpy_view = types.SimpleNamespace(context=c, data=types.SimpleNamespace(filepath=bpy.data.filepath),
+                                     app=types.SimpleNamespace(version=bpy.app.version,
+                                                               version_string=bpy.app.version_string))
+    return c, bpy_view
+
+
 def evaluate_all(context, job_type: jobtypes.JobType, job_name: str, overrides: dict | None = None) -> dict:
     """One value per setting, in the type's order (later expressions read `settings.<earlier>`):
     an override if given, else the automatic value (evaluated safely), else the stored/default one."""
     scene = context.scene
     overrides = overrides or {}
     values: dict = {}
-    names = expressions.standard_names(context, bpy, job_name, values, bpy.path.abspath, bpy.data.filepath)
+    names = expressions.standard_names(*_expression_roots(context), job_name, values, bpy.path.abspath,
+                                       bpy.data.filepath)
     for setting in job_type.settings:
         manual = setting.eval_show_link_button and is_manual(scene, job_type.name, setting.key)
         if setting.key in overrides:

@@ -73,9 +73,16 @@ def _job_selected(self, context) -> None:
     if job is None:
         return
     from . import preview, runtime
-    runtime.dispatch("job_tasks", {"job_id": job.id}, lambda data: apply_tasks(get(), data["job_id"], data["tasks"]),
-                     lambda ex: apply_error(get(), ex.message))
+    runtime.dispatch("job_tasks", {"job_id": job.id}, _tasks_arrived, lambda ex: apply_error(get(), ex.message))
     preview.request(job.id)
+
+
+def _tasks_arrived(data: dict) -> None:
+    """Tasks of a job that is still the selected one (the user may have clicked on since)."""
+    st = get()
+    job = selected_job(st) if st is not None else None
+    if job is not None and job.id == data["job_id"]:
+        apply_tasks(st, data["job_id"], data["tasks"])
 
 
 class FLAMENCO_PG_state(bpy.types.PropertyGroup):
@@ -197,7 +204,8 @@ def _apply_refresh(state, data: dict, user_name: str) -> list:
     if workers != _workers or len(state.workers) != len(workers):
         _sync(state.workers, [from_link(Worker, w) for w in workers], _fill_worker)
         _workers[:] = workers
-    if data.get("job_id"):
+    job = selected_job(state)
+    if data.get("job_id") and job is not None and job.id == data["job_id"]:
         apply_tasks(state, data["job_id"], data.get("tasks", []))
     return finished
 

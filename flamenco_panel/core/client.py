@@ -154,6 +154,12 @@ class ManagerClient:
         session.verify = connection.ca_bundle or connection.verify_tls
         session.headers["User-Agent"] = "flamenco-panel"
         if connection.header_name.strip():
+            try:   # checked here, without echoing it: an HTTP library error would quote the value
+                connection.header_name.strip().encode("ascii")
+                connection.header_value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise errors.ConfigurationError("The extra header's name or value has characters HTTP headers "
+                                                "cannot carry; use plain ASCII") from None
             session.headers[connection.header_name.strip()] = connection.header_value
         self.session = session
         # The latest (method, path, JSON body) sent: tests check them against the Manager's spec.

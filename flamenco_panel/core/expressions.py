@@ -81,7 +81,9 @@ _PATH_METHODS = frozenset(
 # Roots that mutate Blender or run code; refused by name wherever they appear,
 # so that fake objects in tests and the real `bpy` get the same treatment.
 _DENIED_ATTRIBUTES = frozenset(
-    {"ops", "utils", "msgbus", "handlers", "timers", "props", "types", "driver_namespace"}
+    {"ops", "utils", "msgbus", "handlers", "timers", "props", "types", "driver_namespace",
+     # private to the user, never for a job: preferences (holds the auth header), clipboard, UI, texts
+     "preferences", "window_manager", "clipboard", "window", "screen", "texts"}
 )
 # The only attributes readable on a module object (in practice: `bpy`).
 _MODULE_ATTRIBUTES = frozenset({"app", "context", "data"})

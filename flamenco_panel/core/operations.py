@@ -198,5 +198,13 @@ def run(name: str, client: ManagerClient, args: Mapping, progress: Progress | No
         raise errors.ConfigurationError(f"Unknown operation {name!r}")
     try:
         return fn(client, args, progress or (lambda _p: None))
+    except errors.FlamencoError:
+        raise
     except KeyError as ex:
         raise errors.ConfigurationError(f"Operation {name!r} is missing its {ex.args[0]!r} argument") from None
+    except ValueError as ex:   # e.g. a path rule (UNC, relative shared storage) or a bad value
+        raise errors.ConfigurationError(str(ex)) from None
+    except OSError as ex:
+        raise errors.FlamencoError(f"File error: {ex.strerror or ex} ({ex.filename or ''})") from None
+    except TypeError:
+        raise errors.MalformedResponse("The Manager's answer had an unexpected shape") from None

@@ -67,6 +67,7 @@ class Channel:
         self._buffer = protocol.LineBuffer()
         self._ids = itertools.count(1)
         self.pending: dict[int, str] = {}   # request id → operation name
+        self._undelivered: list[dict] = []
         self.starts = 0
 
     @property
@@ -88,7 +89,9 @@ class Channel:
     def send(self, op: str, connection: dict, args: dict) -> int:
         """Queues a request; starts (or restarts) the helper if needed. Never blocks on the answer."""
         if not self.alive:
-            self._fail_pending("Flamenco Panel's helper process stopped; please try again")
+            # Requests lost with a dead helper still get their answer, at the next drain().
+            self._undelivered.extend(self._fail_pending("Flamenco Panel's helper process stopped; please try again"))
+            self._close_process()
             self._start()
         request_id = next(self._ids)
         self.pending[request_id] = op
@@ -108,7 +111,7 @@ class Channel:
 
     def drain(self) -> list[dict]:
         """Messages that arrived since the last call; errors for requests lost with a dead helper."""
-        messages: list[dict] = []
+        messages, self._undelivered = self._undelivered, []
         if self._reader is not None:
             while True:
                 data = self._reader.read()
@@ -143,10 +146,22 @@ class Channel:
             time.sleep(0.01)
         raise TimeoutError(f"no answer to request {request_id} within {timeout} s")
 
+    def _close_process(self) -> None:
+        """Reaps a helper that already exited and closes its pipes."""
+        if self.process is not None:
+            for pipe in (self.process.stdin, self.process.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+            self.process.wait()
+            self.process = None
+
     def stop(self, timeout: float = 2.0) -> None:
         process, self.process = self.process, None
         self._reader = None
         self.pending.clear()
+        self._undelivered.clear()
         if process is None:
             return
         try:

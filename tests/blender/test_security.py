@@ -68,3 +68,32 @@ def test_other_users_jobs_are_never_acted_on(prefs, online, fake_manager, wm_sta
         getattr(bpy.ops.flamenco_panel, operator)(job_id=job["id"])
     assert [r for r in fake_manager.requests[before:] if r.method != "GET"] == []
     assert job["id"] in fake_manager.state.jobs and fake_manager.state.get_job(job["id"])["status"] == "paused"
+
+
+@pytest.mark.parametrize("expression", ["C.preferences.addons[0].module", "C.window_manager.clipboard",
+                                        "bpy.context.preferences.system.use_online_access",
+                                        "bpy.data.texts[0].as_string()"])
+def test_job_type_expressions_cannot_read_private_data(prefs, online, fake_manager, tmp_path, expression):
+    fake_manager.state.set_job_type({"name": "nosy", "label": "Nosy", "settings": [
+        {"key": "loot", "type": "string", "eval": expression}]})
+    sub("blender.settings").catalog.clear()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    try:
+        with pytest.raises(RuntimeError, match='Setting "loot"'):
+            bpy.ops.flamenco_panel.submit_job(job_type="nosy")
+        assert fake_manager.count("POST", "/api/v3/jobs") == 0
+    finally:
+        bpy.ops.wm.read_homefile(use_empty=True)
+
+
+def test_one_refresh_at_a_time(prefs, online, fake_manager, runtime):
+    fake_manager.fault("GET", "/api/v3/jobs", "slow", seconds=0.5)
+    bpy.ops.flamenco_panel.refresh()
+    bpy.ops.flamenco_panel.refresh()
+    bpy.ops.flamenco_panel.refresh()
+    import time
+    deadline = time.monotonic() + 20
+    while runtime.busy() and time.monotonic() < deadline:
+        runtime.drain()
+        time.sleep(0.02)
+    assert fake_manager.count("GET", "/api/v3/jobs") == 1

@@ -378,3 +378,9 @@ def test_ignore_proxy(fm, monkeypatch):
     assert make_client(fm, ignore_proxy=True).version()
     ex, _ = timed(make_client(fm, ignore_proxy=False).version)
     assert isinstance(ex, errors.ManagerUnreachable)
+
+
+def test_header_that_http_cannot_carry_is_refused_without_echo(fm):
+    with pytest.raises(errors.ConfigurationError) as info:
+        make_client(fm, header_name="Authorization", header_value="Bearer s€cret")
+    assert "s€cret" not in info.value.message and "€" not in info.value.message

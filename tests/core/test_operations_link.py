@@ -186,3 +186,20 @@ def test_refresh_sends_only_what_changed_since_blenders_rows(fm):
     assert sorted(changed) == [7, 50] and changed[7][2] == "completed" and changed[50][1] == "newest"
     unknown = operations.run("refresh", c, {"compact": True, "rows_digest": "not-what-the-helper-sent"})
     assert len(unknown["job_rows"]) == 51   # out of step: everything
+
+
+def test_request_lost_with_a_dead_helper_is_answered_at_next_drain(fm):
+    import sys
+    fm.fault("GET", "/api/v3/version", "stall", times=1)
+    channel = Channel(extra_paths=list(sys.path))
+    try:
+        conn = Connection(url=fm.url, timeout=30).to_dict()
+        lost = channel.send("ping", conn, {})
+        time.sleep(0.3)
+        channel.process.kill()
+        channel.process.wait(5)
+        fresh = channel.send("ping", conn, {})        # restarts without a drain in between
+        assert channel.wait(lost, 5)["type"] == "error"
+        assert channel.wait(fresh, 15)["type"] == "result"
+    finally:
+        channel.stop()
