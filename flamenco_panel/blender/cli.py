@@ -540,7 +540,14 @@ def _submit(args) -> int:
     st = state.get()
     if not st.last_submitted_id:
         raise errors.FlamencoError("Nothing was submitted")
-    job = _job(st.last_submitted_id)
+    _progress(f"Submitted job {st.last_submitted_id}")   # before any follow-up request that could fail
+    try:
+        job = _job(st.last_submitted_id)
+    except errors.FlamencoError as ex:   # the job exists: a pipeline must not resubmit it
+        _progress(f"Could not read the submitted job back: {ex.message}")
+        job = Job(id=st.last_submitted_id, name=args.name or "", status="queued")
+        if args.wait:
+            raise
     if args.wait:
         job = _wait(job, args.timeout)
     _emit(args, {"job": {**dataclasses.asdict(job), "progress": job.progress}},

@@ -12,7 +12,7 @@ import time
 import bpy
 
 from ..core import rules
-from ..core.models import Job, TaskSummary, Worker, from_link
+from ..core.models import Job, TaskSummary, Worker, from_link, progress_from_tasks
 
 CONNECTION_STATES = [
     ('OFFLINE', "Offline", "Blender's online access is off"),
@@ -287,6 +287,10 @@ def forget_mirrors() -> None:
 
 def apply_tasks(state, job_id: str, tasks: list[dict]) -> None:
     items = sorted((from_link(TaskSummary, t) for t in tasks), key=lambda t: (t.index_in_job, t.name))
+    job = selected_job(state)
+    if job is not None and job.id == job_id and items and not (job.has_progress and job.progress > 0):
+        # Managers before 3.8 report no steps: the job's progress is its share of completed tasks.
+        _set(job, progress=progress_from_tasks(items), has_progress=True)
     if state.tasks_job_id != job_id:
         state.tasks_job_id = job_id
         state.tasks.clear()

@@ -240,3 +240,22 @@ def test_faults_keep_last_data_and_never_block(prefs, wm_state, online, fake_man
         assert [j.name for j in wm_state.jobs] == ["kept"]
     finally:
         prefs.timeout = 10.0
+
+
+def test_progress_from_tasks_before_38(prefs, online):
+    from conftest import current_prefs
+    from fakemanager import FakeManager
+    with FakeManager("3.7") as old:
+        job = old.state.add_job("old", metadata={"user.name": prefs.user_name}, status="active", tasks=4)
+        tasks = old.state.job_tasks(job["id"])
+        old.state.set_task_status(tasks[0]["id"], "completed")
+        url = current_prefs().manager_url
+        current_prefs().manager_url = old.url
+        try:
+            bpy.ops.flamenco_panel.refresh()
+            st = bpy.context.window_manager.flamenco_panel
+            assert not st.jobs[0].has_progress       # 3.7 reports no steps
+            item = select(st, job["id"])
+            assert item.has_progress and item.progress == pytest.approx(0.25)
+        finally:
+            current_prefs().manager_url = url
