@@ -20,7 +20,7 @@ import requests
 
 from . import errors
 from .models import (Job, LastRendered, SharedStorage, Task, TaskLogInfo, TaskSummary, Version, Worker,
-                     WorkerTag, parse_variables)
+                     WorkerTag, from_link, parse_variables)
 
 API = "/api/v3"
 MAX_JSON_BYTES = 32 * 1024 * 1024       # large farms: 10,000 jobs ≈ 15 MB of JSON
@@ -53,8 +53,7 @@ class Connection:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Connection":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_link(cls, data)
 
 
 def check_url(url: str) -> str:

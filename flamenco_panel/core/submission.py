@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from . import jobtypes, paths
 from .errors import ConfigurationError
+from .models import from_link
 
 METADATA_PREFIX = "flamenco_panel."
 
@@ -39,8 +40,7 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Snapshot":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_link(cls, data)
 
 
 def metadata(user_name: str, user_email: str, blendfile: str, blender_version: str,

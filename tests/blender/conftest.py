@@ -105,3 +105,15 @@ def clean_state(request):
         st.active_job_index = -1
         from importlib import import_module
         import_module(MODULE + ".blender.state").forget_mirrors()
+
+
+@pytest.fixture
+def storage(fake_manager, tmp_path):
+    """Shared storage the fake Manager reports (and its `storage` variable), as a real folder here."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    fake_manager.state.shared_storage = str(root)
+    for value in fake_manager.state.variables["storage"]["values"]:
+        if value["platform"] == "linux":
+            value["value"] = str(root)
+    return root

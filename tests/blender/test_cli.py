@@ -407,18 +407,6 @@ def test_log_follow_times_out(run, farm):
 
 
 @pytest.fixture
-def storage(fake_manager, tmp_path):
-    """Shared storage the fake Manager reports, as a real folder here."""
-    root = tmp_path / "storage"
-    root.mkdir()
-    fake_manager.state.shared_storage = str(root)
-    for value in fake_manager.state.variables["storage"]["values"]:
-        if value["platform"] == "linux":
-            value["value"] = str(root)
-    return root
-
-
-@pytest.fixture
 def blend(tmp_path):
     """A saved scene (frames 1–3, no Flamenco choices saved) in its own project folder."""
     scene = bpy.context.scene

@@ -63,17 +63,6 @@ def project(tmp_path):
 
 
 @pytest.fixture
-def storage(tmp_path, fake_manager):
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    fake_manager.state.shared_storage = str(shared)
-    for value in fake_manager.state.variables["storage"]["values"]:
-        if value["platform"] == "linux":
-            value["value"] = str(shared)
-    return shared
-
-
-@pytest.fixture
 def ready(prefs, online, fake_manager, storage):
     sub("blender.settings").catalog.clear()
     return fake_manager
