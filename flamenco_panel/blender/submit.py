@@ -96,8 +96,11 @@ def prepare(context, job_type_name: str, job_name: str, priority: int, overrides
         values["blendfile"] = original   # replaced by where the farm finds the file (packed, in place, Shaman)
     final = submission.final_settings(job_type, values)
     storage = settings.farm_info.get("shared_storage", {})
-    mode = submitting.plan_mode(original, storage.get("location", ""), bool(storage.get("shaman_enabled")),
-                                platform)
+    if jobtypes.find_setting(job_type, "blendfile") is None:
+        mode = "none"   # the job type renders no file (e.g. echo-sleep-test): nothing to send to the farm
+    else:
+        mode = submitting.plan_mode(original, storage.get("location", ""), bool(storage.get("shaman_enabled")),
+                                    platform)
     snap = submission.Snapshot(
         job_name=job_name, job_type=job_type.name, type_etag=job_type.etag, settings=final,
         priority=priority if priority >= 0 else props.priority, platform=platform, blendfile=original,
@@ -111,7 +114,7 @@ def prepare(context, job_type_name: str, job_name: str, priority: int, overrides
 def take_snapshot(context, job_type_name: str, job_name: str, priority: int, overrides: dict) -> tuple:
     """(Snapshot, mode): what is packed and what is submitted come from this one snapshot."""
     snap, mode = prepare(context, job_type_name, job_name, priority, overrides)
-    if file_is_dirty():
+    if file_is_dirty() and mode != "none":
         # Unsaved changes: the farm gets a copy with them; the artist's file is never written.
         snap.blendfile = _copy_path(snap.original_blendfile, mode, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
         bpy.ops.wm.save_as_mainfile(filepath=snap.blendfile, copy=True, check_existing=False)

@@ -28,7 +28,8 @@ def _free_pack_target(location: str, snap: Snapshot, timestamp: datetime.datetim
 
 
 def plan_mode(original_blendfile: str, storage_location: str, shaman_enabled: bool, platform: str) -> str:
-    """In place when the file already sits in shared storage; else Shaman when enabled; else pack."""
+    """In place when the file already sits in shared storage; else Shaman when enabled; else pack.
+    ("none", chosen by the caller, is for job types that render no file.)"""
     if storage_location and paths.is_inside(original_blendfile, storage_location, platform):
         return "in_place"
     return "shaman" if shaman_enabled else "pack"
@@ -69,7 +70,7 @@ def submit(client: ManagerClient, args: Mapping, progress) -> dict:
     relative = paths.relative_blendfile(snap.original_blendfile, snap.project_root, snap.platform)
     target = None
     checkout = ""
-    if mode == "in_place":
+    if mode in ("in_place", "none"):
         planned = snap.blendfile
     elif mode == "shaman":
         checkout = f"{paths.job_dir_name(snap.job_name, timestamp)}"

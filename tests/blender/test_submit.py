@@ -90,7 +90,7 @@ def test_bad_settings_json_and_unknown_setting(ready, project):
     assert submitted_jobs(ready) == []
 
 
-def test_echo_sleep_job_with_metadata(ready, project, prefs, wm_state):
+def test_echo_sleep_job_with_metadata(ready, project, prefs, wm_state, storage):
     prefs.user_email = "ana@example.com"
     try:
         bpy.ops.flamenco_panel.submit_job(job_type="echo-sleep-test", job_name="echo",
@@ -107,6 +107,8 @@ def test_echo_sleep_job_with_metadata(ready, project, prefs, wm_state):
     assert all(isinstance(v, str) for v in meta.values())
     assert body["submitter_platform"] == "linux" and body["type_etag"]
     assert ready.count("POST", "/api/v3/jobs/check") == 1
+    assert list(storage.iterdir()) == []                          # a job type without a file packs nothing
+    assert sorted(p.name for p in project.parent.iterdir()) == ["shot.blend"]
     assert wm_state.last_submitted_id == ready.state.jobs[wm_state.last_submitted_id]["id"]
     # the new job is in the list, mine, selected
     job = sub("blender.state").selected_job(wm_state)
