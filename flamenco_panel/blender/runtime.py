@@ -146,6 +146,8 @@ def tick() -> float:
     Nothing may escape: an exception would make Blender drop the timer, and with it every later result.
     """
     global _last_auto_refresh
+    if bpy.app.is_job_running('RENDER'):
+        return TICK_IDLE   # never touch data while Blender renders; answers wait in the pipe
     try:
         if drain():
             tag_redraw()
@@ -156,7 +158,7 @@ def tick() -> float:
         st = state.get()
         if prefs is not None and st is not None and prefs.refresh_interval > 0 and bpy.app.online_access:
             now = time.monotonic()
-            if (not bpy.app.is_job_running('RENDER') and not busy() and st.connection in {'CONNECTED', 'ERROR'}
+            if (not busy() and st.connection in {'CONNECTED', 'ERROR'}
                     and now - _last_auto_refresh >= prefs.refresh_interval and _panel_in_use()):
                 _last_auto_refresh = now
                 bpy.ops.flamenco_panel.refresh()

@@ -181,3 +181,11 @@ def test_helper_killed_mid_upload(prefs, online, runtime, wm_state, saved_scene)
             assert len(submits(fm)) == 1
         finally:
             current_prefs().manager_url = url
+
+
+def test_timer_tick_survives_everything(prefs, online, runtime, monkeypatch, wm_state):
+    """The persistent timer must never raise: Blender would drop it and no answer would arrive again."""
+    def broken():
+        raise RuntimeError("a bug somewhere")
+    monkeypatch.setattr(runtime, "drain", broken)
+    assert runtime.tick() in (runtime.TICK_IDLE, runtime.TICK_BUSY)
