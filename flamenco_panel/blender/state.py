@@ -93,7 +93,6 @@ class FLAMENCO_PG_state(bpy.types.PropertyGroup):
     farm_status: bpy.props.StringProperty()
     can_pause: bpy.props.BoolProperty(default=True)
     last_refresh: bpy.props.FloatProperty(description="time.time() of the last good refresh")
-    busy: bpy.props.BoolProperty()
     jobs: bpy.props.CollectionProperty(type=FLAMENCO_PG_job)
     tasks: bpy.props.CollectionProperty(type=FLAMENCO_PG_task)
     workers: bpy.props.CollectionProperty(type=FLAMENCO_PG_worker)
@@ -294,6 +293,7 @@ def apply_tasks(state, job_id: str, tasks: list[dict]) -> None:
     if state.tasks_job_id != job_id:
         state.tasks_job_id = job_id
         state.tasks.clear()
+        state.active_task_index = -1
     _sync(state.tasks, items, _fill_task)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3
 
 from . import errors
 from .models import (Job, LastRendered, SharedStorage, Task, TaskLogInfo, TaskSummary, Version, Worker,
@@ -194,7 +195,7 @@ class ManagerClient:
             attempt += 1
 
     def _request_once(self, method, path, body, params, expect, max_bytes, headers, data, ok_statuses):
-        url = path if path.startswith("http") else self.base + path
+        url = self.base + path   # always this Manager: paths come from here, never whole URLs
         self.sent.append((method, path, body))
         conn = self.connection
         timeout = (conn.connect_timeout, conn.timeout)
@@ -213,13 +214,13 @@ class ManagerClient:
         except requests.exceptions.ConnectTimeout:
             raise errors.ManagerTimeout(f"Manager at {self.base} did not accept a connection within "
                                         f"{conn.connect_timeout:g} s") from None
-        except (requests.exceptions.ReadTimeout, TimeoutError):
+        except (requests.exceptions.ReadTimeout, TimeoutError, urllib3.exceptions.ReadTimeoutError):
             raise errors.ManagerTimeout(f"Manager at {self.base} did not answer within {conn.timeout:g} s") from None
         except requests.exceptions.ProxyError:
             raise errors.ManagerUnreachable(f"Proxy refused the connection to {self.base}: try \"Ignore system "
                                             "proxy\" in the preferences") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as ex:
+                requests.exceptions.ContentDecodingError, urllib3.exceptions.HTTPError, OSError) as ex:
             raise errors.ManagerUnreachable(_connection_message(self.base, ex)) from None
         except requests.exceptions.RequestException as ex:
             raise errors.ManagerUnreachable(f"Request to {self.base} failed ({type(ex).__name__})") from None
@@ -251,7 +252,7 @@ class ManagerClient:
         if length and length.isdigit() and int(length) > max_bytes:
             raise errors.MalformedResponse(f"Manager's answer is too large ({int(length) // 1024 // 1024} MB)")
         chunks, size = [], 0
-        for chunk in response.iter_content(64 * 1024):
+        for chunk in _pieces(response):
             size += len(chunk)
             if size > max_bytes:
                 raise errors.MalformedResponse(f"Manager's answer is too large (over {max_bytes // 1024 // 1024} MB)")
@@ -449,6 +450,20 @@ class ManagerClient:
 
     def last_rendered_image(self, info: LastRendered, suffix: str = "") -> bytes:
         return self.request("GET", _host_relative(info.url(suffix)), expect="bytes", max_bytes=MAX_IMAGE_BYTES)[1]
+
+
+def _pieces(response: requests.Response):
+    """The body as it arrives: with urllib3 2, whatever one socket read gives (so the overall deadline is
+    checked even when a Manager drips bytes); else requests' fixed-size chunks."""
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(64 * 1024)
+        return
+    while True:
+        piece = raw.read1(64 * 1024, decode_content=True)
+        if not piece:
+            return
+        yield piece
 
 
 def _parse_jobs(payload: Any) -> list[Job]:

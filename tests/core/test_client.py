@@ -384,3 +384,37 @@ def test_header_that_http_cannot_carry_is_refused_without_echo(fm):
     with pytest.raises(errors.ConfigurationError) as info:
         make_client(fm, header_name="Authorization", header_value="Bearer s€cret")
     assert "s€cret" not in info.value.message and "€" not in info.value.message
+
+
+def test_dripping_answer_ends_at_the_overall_deadline():
+    """A Manager that sends a byte now and then, never long enough apart for the read timeout."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(0.2)
+        conn.close()
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        c = ManagerClient(Connection(url=f"http://127.0.0.1:{server.getsockname()[1]}", timeout=0.5,
+                                     connect_timeout=0.5))
+        ex, elapsed = timed(c.workers)
+        assert isinstance(ex, errors.ManagerTimeout) and "too slowly" in ex.message
+        assert elapsed < 0.5 + 0.5 * 3 + 1.0
+    finally:
+        stop.set()
+        server.close()
