@@ -511,7 +511,7 @@ def _submit(args) -> int:
     _progress(f"Opening {path}")
     try:
         with _blender_output_to_stderr():
-            bpy.ops.wm.open_mainfile(filepath=path)
+            bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=False)   # never run its scripts
     except RuntimeError as ex:
         raise errors.FlamencoError(f"Cannot open {path}: {_op_message(ex)}") from None
     _progress("Loading job types")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import webbrowser
+from urllib.parse import quote
 
 import bpy
 
@@ -377,7 +378,7 @@ class FLAMENCO_OT_open_web_ui(bpy.types.Operator):
             self.report({'ERROR'}, "No Manager URL set")
             return {'CANCELLED'}
         job = _job_item(state.get(context), self.job_id)
-        webbrowser.open(f"{url}/app/jobs/{job.id}" if job is not None else url)
+        webbrowser.open(f"{url}/app/jobs/{quote(job.id, safe='')}" if job is not None else url)
         return {'FINISHED'}
 
 

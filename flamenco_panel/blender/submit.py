@@ -27,7 +27,9 @@ def in_flight() -> bool:
 
 
 def forget() -> None:
-    """On unregister: a submission whose helper is gone is no longer in flight."""
+    """On unregister: a submission whose helper is gone is no longer in flight; its temporary copy goes."""
+    if "snap" in _in_flight:
+        _remove_temporary_copy(_in_flight["snap"], _in_flight["mode"])
     _in_flight.clear()
     _last_result.clear()
 
@@ -222,7 +224,7 @@ def _dispatch(op, context, snap, mode, overrides, retried: bool) -> set:
         _status_bar(f"Flamenco: {st.submit_status}{files} ({st.submit_progress:.0%})")
 
     args = {"snapshot": snap.to_dict(), "mode": mode, "user_dir": addon.user_path()}
-    _in_flight["retried"] = retried
+    _in_flight.update(retried=retried, snap=snap, mode=mode)
     request_id = runtime.dispatch("submit", args, done, failed, progressed)
     if request_id:
         _in_flight["request_id"] = request_id

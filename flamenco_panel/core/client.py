@@ -151,7 +151,7 @@ class ManagerClient:
         self.base = check_url(connection.url)
         session = requests.Session()
         session.trust_env = not connection.ignore_proxy
-        session.verify = connection.ca_bundle or connection.verify_tls
+        session.verify = (connection.ca_bundle or True) if connection.verify_tls else False
         session.headers["User-Agent"] = "flamenco-panel"
         if connection.header_name.strip():
             try:   # checked here, without echoing it: an HTTP library error would quote the value

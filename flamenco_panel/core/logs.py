@@ -36,7 +36,7 @@ def _fit(name: str, limit: int) -> str:
 def text_name(job_name: str, task_name: str, task_id: str) -> str:
     """A Text name naming job and task that fits Blender's limit and stays unique per task."""
     clean_part = lambda s: clean(s).replace("\n", " ").replace("\t", " ").strip()
-    suffix = f" [{task_id[:8]}]"
+    suffix = f" [{clean_part(task_id[:8])}]"
     room = MAX_NAME - len(TEXT_PREFIX.encode()) - len(suffix.encode())
     body = f"{clean_part(job_name)} / {clean_part(task_name)}" if job_name else clean_part(task_name)
     return TEXT_PREFIX + _fit(body, room) + suffix
