@@ -57,3 +57,11 @@ def test_accepted_with_its_ca_bundle(https_manager):
     url, cert = https_manager
     assert ManagerClient(Connection(url=url, timeout=3, connect_timeout=3, ca_bundle=cert)).version().name == \
         "TLS Manager"
+
+
+def test_verification_off_means_off_even_with_a_ca_bundle(https_manager, tmp_path):
+    url, _cert = https_manager
+    unrelated = tmp_path / "other-ca.pem"
+    unrelated.write_text("not a certificate")
+    client = ManagerClient(Connection(url=url, timeout=3, connect_timeout=3, verify_tls=False, ca_bundle=str(unrelated)))
+    assert client.version().name == "TLS Manager"
