@@ -9,7 +9,6 @@ Retry-After; requests that create or change things are never retried.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import time
@@ -44,10 +43,6 @@ class Connection:
     ignore_proxy: bool = False
     header_name: str = ""
     header_value: str = dataclasses.field(default="", repr=False)  # never printed
-
-    @property
-    def base_url(self) -> str:
-        return self.url.strip().rstrip("/")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -162,8 +157,6 @@ class ManagerClient:
                                                 "cannot carry; use plain ASCII") from None
             session.headers[connection.header_name.strip()] = connection.header_value
         self.session = session
-        # The latest (method, path, JSON body) sent: tests check them against the Manager's spec.
-        self.sent: collections.deque = collections.deque(maxlen=2000)
 
     def __repr__(self) -> str:
         return f"ManagerClient({self.base!r})"
@@ -196,7 +189,6 @@ class ManagerClient:
 
     def _request_once(self, method, path, body, params, expect, max_bytes, headers, data, ok_statuses):
         url = self.base + path   # always this Manager: paths come from here, never whole URLs
-        self.sent.append((method, path, body))
         conn = self.connection
         timeout = (conn.connect_timeout, conn.timeout)
         # The read timeout is per socket read; the deadline bounds a Manager that drips bytes.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .paths import truncate_utf8
+
 # CSI, OSC (terminated by BEL or ST) and two-character escape sequences.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -28,15 +30,10 @@ def cap(text: str, max_chars: int) -> str:
     return tail[newline + 1:] if 0 <= newline < len(tail) - 1 else tail
 
 
-def _fit(name: str, limit: int) -> str:
-    """Cuts to `limit` UTF-8 bytes without splitting a character."""
-    return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
-
-
 def text_name(job_name: str, task_name: str, task_id: str) -> str:
     """A Text name naming job and task that fits Blender's limit and stays unique per task."""
     clean_part = lambda s: clean(s).replace("\n", " ").replace("\t", " ").strip()
     suffix = f" [{clean_part(task_id[:8])}]"
     room = MAX_NAME - len(TEXT_PREFIX.encode()) - len(suffix.encode())
     body = f"{clean_part(job_name)} / {clean_part(task_name)}" if job_name else clean_part(task_name)
-    return TEXT_PREFIX + _fit(body, room) + suffix
+    return TEXT_PREFIX + truncate_utf8(body, room) + suffix

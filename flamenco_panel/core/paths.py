@@ -167,7 +167,8 @@ def is_inside(path: str | os.PathLike[str], root: str | os.PathLike[str], platfo
     return ".." not in p_parts[len(r_parts):]
 
 
-def _truncate_utf8(text: str, max_bytes: int) -> str:
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """At most `max_bytes` of UTF-8, never splitting a character or a base+combining cluster."""
     encoded = text.encode("utf-8")
     if len(encoded) <= max_bytes:
         return text
@@ -210,10 +211,10 @@ def safe_job_name(name: object, max_bytes: int = MAX_JOB_NAME_BYTES, fallback: s
     text = unicodedata.normalize("NFC", text)
     text = "".join(_clean_char(ch) for ch in text)
     text = re.sub(r"\s+", " ", text).strip(" .")
-    text = _truncate_utf8(text, max_bytes).strip(" .")
+    text = truncate_utf8(text, max_bytes).strip(" .")
     if _is_windows_reserved(text):
         stem_len = len(text.split(".", 1)[0].rstrip(" "))
-        text = _truncate_utf8(text[:stem_len] + "_" + text[stem_len:], max_bytes).strip(" .")
+        text = truncate_utf8(text[:stem_len] + "_" + text[stem_len:], max_bytes).strip(" .")
     return text or fallback
 
 

@@ -508,7 +508,6 @@ def stream_upload(client: ManagerClient, path: str, body: Any, headers: Mapping)
     """
     conn = client.connection
     timeout = (max(conn.connect_timeout, conn.timeout), conn.timeout)
-    client.sent.append(("POST", path, None))
     url = client.base + path
     try:
         with client.session.post(url, data=body, headers=dict(headers), timeout=timeout, stream=True,
