@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A real Flamenco Manager and Worker on loopback, for end-to-end tests (no pytest fixtures in here).
 
-The binaries come from `$FLAMENCO_BIN_DIR`, else from `tests/setup.sh`'s cache
-(`$FLAMENCO_PANEL_CACHE` or ~/.cache/flamenco-panel, `flamenco-<version>/`). Everything the farm writes
+The binaries come from `tests/setup.sh`'s cache (`$FLAMENCO_PANEL_CACHE` or ~/.cache/flamenco-panel,
+`flamenco-<version>/`), or from `$FLAMENCO_BIN_ROOT/flamenco-<version>/` (same layout) when that is set, or
+for the main version from `$FLAMENCO_BIN_DIR`. Everything the farm writes
 stays under one temp folder: the Manager's config, database and storage, the shared storage, the Worker's
 home and working folder. `blender` is tests/blender_standin.py run by this Python (real `bpy`); `ffmpeg`
 is a shell stand-in on the Worker's PATH (the render job type ends with a preview-video task).
@@ -34,9 +35,15 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("FLAMENCO_PANEL_CACHE") or pathlib.Path.home() / ".cache" / "flamenco-panel")
 
 
+def _explicit() -> bool:
+    return bool(os.environ.get("FLAMENCO_BIN_DIR") or os.environ.get("FLAMENCO_BIN_ROOT"))
+
+
 def bin_dir(version: str = VERSION) -> pathlib.Path:
-    explicit = os.environ.get("FLAMENCO_BIN_DIR")
-    return pathlib.Path(explicit) if explicit else cache_dir() / f"flamenco-{version}"
+    if version == VERSION and os.environ.get("FLAMENCO_BIN_DIR"):
+        return pathlib.Path(os.environ["FLAMENCO_BIN_DIR"])
+    root = os.environ.get("FLAMENCO_BIN_ROOT")
+    return (pathlib.Path(root) if root else cache_dir()) / f"flamenco-{version}"
 
 
 def missing_reason(version: str = VERSION) -> str | None:
@@ -47,7 +54,7 @@ def missing_reason(version: str = VERSION) -> str | None:
         return None
     reason = f"real Flamenco {version} not installed ({', '.join(missing)} missing in {where})"
     log = cache_dir() / f"flamenco-{version}.build.log"
-    if not os.environ.get("FLAMENCO_BIN_DIR") and log.is_file():
+    if not _explicit() and log.is_file():
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
         if lines:
             reason += f"; build log {log} ends: {lines[-1][-1000:]}"
@@ -79,9 +86,12 @@ class FarmError(RuntimeError):
 class RealFarm:
     """Start with `start()` (or as a context manager); `stop()` always ends both processes."""
 
-    def __init__(self, root: pathlib.Path, bins: pathlib.Path | None = None, python: str = sys.executable) -> None:
+    def __init__(self, root: pathlib.Path, version: str = VERSION, shaman: bool = False,
+                 python: str = sys.executable) -> None:
         self.root = pathlib.Path(root).resolve()
-        self.bins = pathlib.Path(bins or bin_dir())
+        self.version = version
+        self.shaman = shaman
+        self.bins = bin_dir(version)
         self.python = python
         self.port = 0
         self.manager_dir = self.root / "manager"
@@ -166,7 +176,7 @@ class RealFarm:
             f"local_manager_storage_path: {_q(self.manager_dir / 'storage')}",
             f"shared_storage_path: {_q(self.shared)}",
             "shaman:",
-            "  enabled: false",
+            f"  enabled: {'true' if self.shaman else 'false'}",
             "variables:",
             "  blender:",
             "    values:",
@@ -247,6 +257,16 @@ class RealFarm:
 
     def job(self, job_id: str) -> dict:
         return self.api("GET", f"/api/v3/jobs/{job_id}")
+
+    def tasks(self, job_id: str) -> list[dict]:
+        return self.api("GET", f"/api/v3/jobs/{job_id}/tasks").get("tasks", [])
+
+    def submit_echo(self, name: str, user: str, seconds: int = 1, repeats: int = 1) -> dict:
+        """A job submitted straight to the Manager, as another submitter (another user.name) would."""
+        return self.api("POST", "/api/v3/jobs", {
+            "name": name, "type": "echo-sleep-test", "priority": 50, "submitter_platform": "linux",
+            "settings": {"message": f"from {user}", "sleep_duration_seconds": seconds, "sleep_repeats": repeats},
+            "metadata": {"user.name": user}})
 
     def logs(self, lines: int = 40) -> str:
         return (f"--- manager log ({self.manager_log}) ---\n{_tail(self.manager_log, lines)}\n"

@@ -117,3 +117,38 @@ def storage(fake_manager, tmp_path):
         if value["platform"] == "linux":
             value["value"] = str(root)
     return root
+
+
+# --- the real farm (tests/realfarm.py); only started by tests that are not skipped for want of it ---
+
+@pytest.fixture(scope="session")
+def real_farm(tmp_path_factory):
+    """A real Manager (3.9, Shaman off) and Worker, shared by the real-farm modules."""
+    import realfarm
+    with realfarm.RealFarm(tmp_path_factory.mktemp("realfarm")) as farm:
+        yield farm
+
+
+@pytest.fixture(scope="module")
+def sent(extension):
+    """Every `requests` call this module's tests make in this process (farmsteps.Recorder)."""
+    import farmsteps
+    recorder = farmsteps.Recorder().install()
+    yield recorder.calls
+    recorder.remove()
+
+
+@pytest.fixture
+def pointed_at(sent, prefs, online, wm_state):
+    """pointed_at(farm): the extension's preferences aimed at `farm` for this test (restored after)."""
+    import farmsteps
+    old = prefs.manager_url, prefs.user_name
+    assert not farmsteps.sub("blender.runtime").interactive()   # synchronous, in this process
+
+    def point(farm):
+        prefs.manager_url, prefs.user_name = farm.url, farmsteps.USER
+        farmsteps.sub("blender.settings").catalog.clear()
+        return farm
+
+    yield point
+    prefs.manager_url, prefs.user_name = old

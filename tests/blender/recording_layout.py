@@ -78,3 +78,20 @@ def draw_panel(panel_cls, context) -> RecordingLayout:
         return layout
     panel_cls.draw(types.SimpleNamespace(layout=layout), context)
     return layout
+
+
+def shown_jobs(st, context=None):
+    """Names as the jobs UIList shows them: filtered, in display order."""
+    import bpy
+    ul = bpy.types.FLAMENCO_UL_jobs
+    context = context or bpy.context
+    flags, order = ul.filter_items(_FakeList(), context, st, "jobs")
+    positions = order or list(range(len(flags)))
+    shown = sorted((positions[i], job.name) for i, (job, flag) in enumerate(zip(st.jobs, flags)) if flag)
+    return [name for _, name in shown]
+
+
+class _FakeList:
+    filter_name = ""
+    status_filter = ""
+    bitflag_filter_item = 1 << 30

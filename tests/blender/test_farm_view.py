@@ -7,7 +7,7 @@ import time
 import bpy
 import pytest
 
-from recording_layout import draw_panel
+from recording_layout import draw_panel, shown_jobs
 
 MODULE = "bl_ext.user_default.flamenco_panel"
 
@@ -38,21 +38,6 @@ def select(st, job_id):
     index = next(i for i, j in enumerate(st.jobs) if j.id == job_id)
     st.active_job_index = index   # like a click: fetches tasks (synchronously in background mode)
     return st.jobs[index]
-
-
-def shown_jobs(st, context=bpy.context):
-    """Names as the jobs UIList shows them: filtered, in display order."""
-    ul = bpy.types.FLAMENCO_UL_jobs
-    flags, order = ul.filter_items(_FakeList(), context, st, "jobs")
-    positions = order or list(range(len(flags)))
-    shown = sorted((positions[i], job.name) for i, (job, flag) in enumerate(zip(st.jobs, flags)) if flag)
-    return [name for _, name in shown]
-
-
-class _FakeList:
-    filter_name = ""
-    status_filter = ""
-    bitflag_filter_item = 1 << 30
 
 
 def test_lists_filled_mine_vs_all(farm, wm_state):

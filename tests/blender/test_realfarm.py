@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""End to end against a real Flamenco Manager and Worker (3.9-beta1), driven through the extension's operators.
+"""The farm view end to end against a real Flamenco Manager and Worker (3.9), through the extension's operators.
 
 The operators run in background mode (synchronously, in this process), so every request the extension
 sends passes `requests.Session.request` here: the last test checks each body against the spec the running
@@ -7,136 +7,38 @@ Manager serves. Skips, saying why, when the binaries are not installed (see test
 """
 from __future__ import annotations
 
-import json
 import pathlib
-import re
 import time
-from urllib.parse import urlsplit
 
 import bpy
 import pytest
 
 import realfarm
-
-MODULE = "bl_ext.user_default.flamenco_panel"
-USER = "realfarm-tester"
-JOB_TIMEOUT = 180.0     # an idle Worker asks for work every 20 s
+from farmsteps import (USER, echo_job, find, job_status, save_shot, select, spec_problems, state, sub, submit,
+                       task_log_text, wait_for, frames_of)
+from recording_layout import draw_panel, shown_jobs
 
 _REASON = realfarm.missing_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
-def sub(name: str):
-    from importlib import import_module
-    return import_module(f"{MODULE}.{name}")
-
-
-# --- fixtures ------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def farm(tmp_path_factory):
-    with realfarm.RealFarm(tmp_path_factory.mktemp("realfarm")) as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-def sent(extension):
-    """(method, url, json body) of every request made with `requests` in this process while the tests run."""
-    requests = sub("core.client").requests
-    original = requests.Session.request
-    log: list[tuple[str, str, object]] = []
-
-    def recording(self, method, url, *args, **kwargs):
-        log.append((str(method).upper(), url, kwargs.get("json")))
-        return original(self, method, url, *args, **kwargs)
-
-    requests.Session.request = recording
-    yield log
-    requests.Session.request = original
-
-
 @pytest.fixture
-def real(farm, sent, prefs, online, wm_state):
-    """The extension pointed at the real Manager (preferences restored afterwards)."""
-    assert not sub("blender.runtime").interactive()   # synchronous, in this process
-    old = prefs.manager_url, prefs.user_name
-    prefs.manager_url, prefs.user_name = farm.url, USER
-    try:
-        yield farm
-    finally:
-        prefs.manager_url, prefs.user_name = old
+def real(real_farm, pointed_at):
+    return pointed_at(real_farm)
 
 
 @pytest.fixture
 def shot(tmp_path):
     """A saved scene (the default cube), outside shared storage: submission packs it with BAT."""
-    bpy.ops.wm.read_homefile()
-    scene = bpy.context.scene
-    scene.frame_start, scene.frame_end = 1, 2
-    scene.render.image_settings.file_format = 'PNG'
-    scene.render.resolution_x, scene.render.resolution_y = 320, 180
     path = tmp_path / "shot.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    save_shot(path)
     yield path
     bpy.ops.wm.read_homefile(use_empty=True)
 
 
-# --- helpers -------------------------------------------------------------------------------------
+def posts_since(sent, start: int) -> list:
+    return [(m, u) for m, u, _b in sent[start:] if m != "GET"]
 
-def state():
-    return bpy.context.window_manager.flamenco_panel
-
-
-def find(collection, item_id):
-    return next((item for item in collection if item.id == item_id), None)
-
-
-def select(job_id: str):
-    st = state()
-    st.active_job_index = next(i for i, j in enumerate(st.jobs) if j.id == job_id)   # fetches its tasks
-
-
-def wait_for(farm, what: str, check, timeout: float = JOB_TIMEOUT, interval: float = 1.0):
-    """Refreshes through the operator until `check()` is truthy; fails with both logs on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        bpy.ops.flamenco_panel.refresh()
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            st = state()
-            jobs = [(j.name, j.status) for j in st.jobs]
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}; jobs {jobs}, "
-                        f"message {st.message!r}\n{farm.logs()}")
-        time.sleep(interval)
-
-
-def job_status(job_id: str) -> str:
-    job = find(state().jobs, job_id)
-    return job.status if job else ""
-
-
-def submit(job_type: str, name: str, settings: dict) -> str:
-    assert bpy.ops.flamenco_panel.submit_job(job_type=job_type, job_name=name,
-                                             settings=json.dumps(settings)) == {'FINISHED'}
-    job_id = state().last_submitted_id
-    assert job_id
-    return job_id
-
-
-def echo_job(name: str, seconds: int = 1, repeats: int = 1) -> str:
-    return submit("echo-sleep-test", name, {"message": f"hello from {name}", "sleep_duration_seconds": seconds,
-                                            "sleep_repeats": repeats})
-
-
-def task_log_text(task_id: str):
-    assert bpy.ops.flamenco_panel.show_task_log(task_id=task_id) == {'FINISHED'}
-    key = sub("blender.logview").TASK_KEY
-    return next(t for t in bpy.data.texts if t.get(key) == task_id)
-
-
-# --- tests ---------------------------------------------------------------------------------------
 
 def test_ping_and_farm_view(real):
     st = state()
@@ -150,7 +52,7 @@ def test_ping_and_farm_view(real):
     assert worker.status == "awake" and worker.version.startswith("3.9")
 
 
-def test_echo_sleep_job_completes_and_log_tail(real, shot):
+def test_echo_job_completes_with_log_tail_and_one_notification(real, shot):
     st = state()
     job_id = echo_job("rf echo")
     bpy.ops.flamenco_panel.refresh()
@@ -159,7 +61,13 @@ def test_echo_sleep_job_completes_and_log_tail(real, shot):
     stored = real.job(job_id)
     assert stored["settings"] == {"message": "hello from rf echo", "sleep_duration_seconds": 1, "sleep_repeats": 1}
     assert stored["metadata"]["user.name"] == USER
+    st.notice = ""
     wait_for(real, "the echo job to complete", lambda: job_status(job_id) == "completed")
+    # told once: the refresh that saw it finish set the notice, the next one does not repeat it
+    assert "rf echo" in st.notice and "completed" in st.notice, st.notice
+    st.notice = ""
+    bpy.ops.flamenco_panel.refresh()
+    assert st.notice == ""
     select(job_id)
     assert st.tasks_job_id == job_id
     assert len(st.tasks) >= 2 and all(t.status == "completed" for t in st.tasks)
@@ -167,7 +75,41 @@ def test_echo_sleep_job_completes_and_log_tail(real, shot):
     echo = next(t for t in st.tasks if "echo" in t.name)
     text = task_log_text(echo.id)
     assert "hello from rf echo" in text.as_string()
+    manager_tail = real.api("GET", f"/api/v3/tasks/{echo.id}/logtail")
+    manager_tail = manager_tail.decode() if isinstance(manager_tail, bytes) else str(manager_tail or "")
+    assert manager_tail.strip() and text.as_string().rstrip("\n").endswith(manager_tail.rstrip("\n"))
     assert "rf echo" in text.name
+    bpy.ops.flamenco_panel.remove_logs()
+
+
+def test_log_follow_of_a_running_task(real, shot):
+    """Following re-reads only what is new until the task ends; the Text then holds the Manager's whole log."""
+    st = state()
+    logview = sub("blender.logview")
+    job_id = echo_job("rf follow", seconds=2, repeats=4)
+
+    def sleeping_task():
+        select(job_id)
+        return next((t for t in st.tasks if "sleep" in t.name and t.status == "active"), None)
+
+    task = wait_for(real, "the sleep task to run", sleeping_task)
+    task_id = task.id
+    text = task_log_text(task_id, follow=True)
+    assert task_id in logview.following
+    first = text.as_string()
+    deadline = time.monotonic() + 120
+    while task_id in logview.following:
+        assert time.monotonic() < deadline, f"still following after 120 s\n{real.logs()}"
+        time.sleep(1)
+        logview.following[task_id]["next"] = 0
+        logview.poll()
+    final = text.as_string()
+    assert final.startswith(first) and len(final) > len(first)        # new lines appended, nothing repeated
+    info = real.api("GET", f"/api/v3/tasks/{task_id}/log")             # where the Manager keeps the whole log
+    manager_log = real.api("GET", info["url"])
+    manager_log = manager_log.decode() if isinstance(manager_log, bytes) else str(manager_log)
+    assert final.rstrip("\n") == manager_log.rstrip("\n")
+    assert real.api("GET", f"/api/v3/tasks/{task_id}")["status"] == "completed"
     bpy.ops.flamenco_panel.remove_logs()
 
 
@@ -178,21 +120,14 @@ def test_render_job_writes_frames_and_last_rendered(real, shot):
                     {"frames": "1-2", "chunk_size": 1, "render_output_root": str(root)})
     bpy.ops.flamenco_panel.refresh()
     assert find(st.jobs, job_id).is_mine
-    stored = real.job(job_id)
-    settings = stored["settings"]
+    settings = real.job(job_id)["settings"]
     assert settings["frames"] == "1-2" and settings["chunk_size"] == 1
     blendfile = pathlib.Path(settings["blendfile"])
     assert real.shared in blendfile.parents and blendfile.is_file()          # packed into shared storage
     wait_for(real, "the render job to complete", lambda: job_status(job_id) in {"completed", "failed"})
     assert job_status(job_id) == "completed", real.logs()
-    # the frames are where the job's render_output_path (as the Manager stored it) says
-    output = real.job(job_id)["settings"]["render_output_path"]
-    assert "{timestamp}" not in output and output.startswith(str(root)) and "######" in output
-    for frame in (1, 2):
-        png = pathlib.Path(output.replace("######", f"{frame:06d}") + ".png")
-        assert png.is_file(), f"{png} missing; {sorted(p.name for p in png.parent.glob('*'))}"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # tasks and a render task's log
+    frames = frames_of(real, job_id)
+    assert str(frames[0]).startswith(str(root))
     select(job_id)
     names = {t.name: t.status for t in st.tasks}
     assert names.get("render-1") == "completed" and names.get("render-2") == "completed", names
@@ -213,6 +148,67 @@ def test_render_job_writes_frames_and_last_rendered(real, shot):
     assert width > 0 and height > 0
 
 
+def test_mine_versus_all_and_someone_elses_job(real, sent, prefs):
+    """Another submitter's job is listed under "all" only, and is never acted on unless allowed."""
+    st = state()
+    theirs = real.api("POST", "/api/v3/jobs", {
+        "name": "rf theirs", "type": "echo-sleep-test", "priority": 50, "submitter_platform": "linux",
+        "initial_status": "paused", "metadata": {"user.name": "someone-else"},
+        "settings": {"message": "not yours", "sleep_duration_seconds": 1, "sleep_repeats": 1}})["id"]
+    bpy.ops.flamenco_panel.refresh()
+    job = find(st.jobs, theirs)
+    assert job is not None and not job.is_mine and job.user_name == "someone-else"
+    st.show_all_jobs = False
+    assert "rf theirs" not in shown_jobs(st)
+    st.show_all_jobs = True
+    try:
+        assert "rf theirs" in shown_jobs(st)
+    finally:
+        st.show_all_jobs = False
+    # refused, and nothing but reads sent
+    start = len(sent)
+    for op in (lambda: bpy.ops.flamenco_panel.cancel_job(job_id=theirs),
+               lambda: bpy.ops.flamenco_panel.requeue_job(job_id=theirs),
+               lambda: bpy.ops.flamenco_panel.delete_job(job_id=theirs)):
+        with pytest.raises(RuntimeError, match="someone-else"):
+            op()
+    assert posts_since(sent, start) == []
+    assert real.job(theirs)["status"] == "paused"
+    select(theirs)
+    ops = draw_panel(bpy.types.FLAMENCO_PT_jobs, bpy.context).operators()
+    assert not {"flamenco_panel.cancel_job", "flamenco_panel.requeue_job", "flamenco_panel.delete_job"} & set(ops)
+    # with "Allow managing other users' jobs" on, the same cancel goes through
+    prefs.allow_others = True
+    try:
+        assert bpy.ops.flamenco_panel.cancel_job(job_id=theirs) == {'FINISHED'}
+    finally:
+        prefs.allow_others = False
+    wait_for(real, "their job to be canceled", lambda: job_status(theirs) == "canceled", timeout=30)
+
+
+def test_actions_follow_the_status_rules(real, sent, shot):
+    """A completed job offers requeue and delete, not cancel or pause; a refused action sends nothing."""
+    st = state()
+    job_id = echo_job("rf rules")
+    wait_for(real, "the job to complete", lambda: job_status(job_id) == "completed")
+    select(job_id)
+    ops = draw_panel(bpy.types.FLAMENCO_PT_jobs, bpy.context).operators()
+    assert "flamenco_panel.requeue_job" in ops and "flamenco_panel.delete_job" in ops
+    assert "flamenco_panel.cancel_job" not in ops and "flamenco_panel.pause_job" not in ops
+    start = len(sent)
+    with pytest.raises(RuntimeError, match="Cannot cancel"):
+        bpy.ops.flamenco_panel.cancel_job(job_id=job_id)
+    with pytest.raises(RuntimeError, match="Cannot pause"):
+        bpy.ops.flamenco_panel.pause_job(job_id=job_id)
+    assert posts_since(sent, start) == []
+    assert real.job(job_id)["status"] == "completed"
+    # priority, then delete (with the Manager's answer seen by the next refresh)
+    assert bpy.ops.flamenco_panel.set_job_priority(job_id=job_id, priority=77) == {'FINISHED'}
+    assert real.job(job_id)["priority"] == 77
+    assert bpy.ops.flamenco_panel.delete_job(job_id=job_id) == {'FINISHED'}
+    wait_for(real, "the job to be deleted", lambda: find(st.jobs, job_id) is None, timeout=60)
+
+
 def test_cancel_running_job(real, shot):
     job_id = echo_job("rf cancel", seconds=120)
     wait_for(real, "the long job to run", lambda: job_status(job_id) == "active")
@@ -221,8 +217,7 @@ def test_cancel_running_job(real, shot):
     wait_for(real, "the job to be canceled", lambda: job_status(job_id) == "canceled", timeout=60)
     # the Worker gives up its task: nothing of the job stays active
     wait_for(real, "the job's tasks to stop",
-             lambda: all(t["status"] != "active"
-                         for t in real.api("GET", f"/api/v3/jobs/{job_id}/tasks")["tasks"]), timeout=60)
+             lambda: all(t["status"] != "active" for t in real.tasks(job_id)), timeout=60)
 
 
 def test_pause_and_resume(real, shot):
@@ -261,48 +256,8 @@ def test_refresh_through_the_helper_process(real, runtime):
     assert {j.id for j in st.jobs} == {j["id"] for j in real.api("GET", "/api/v3/jobs")["jobs"]}
 
 
-# --- contract: last, so it sees what all the tests above sent ------------------------------------
-
-def _route(spec: dict, method: str, path: str):
-    candidates = []
-    for template, item in spec["paths"].items():
-        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
-        if re.match(pattern, path) and method.lower() in item:
-            candidates.append((template.count("{"), item[method.lower()]))
-    if not candidates:
-        raise LookupError(f"{method} {path}")
-    return min(candidates, key=lambda c: c[0])[1]
-
-
 def test_every_request_body_matches_the_served_spec(real, sent):
-    from openapi_schema_validator import OAS30Validator
-    spec = real.spec()
-    api = [(m, urlsplit(u), body) for m, u, body in sent if urlsplit(u).path.startswith("/api/v3/")]
-    assert api, "no requests were recorded"
-    assert all(u.hostname == "127.0.0.1" for _m, u, _b in api)
-    problems, seen = [], set()
-    for method, url, body in api:
-        seen.add((method, url.path.rsplit("/", 1)[-1] if method == "POST" else ""))
-        if url.path == "/api/v3/openapi3.json":
-            continue
-        try:
-            op = _route(spec, method, url.path)
-        except LookupError:
-            problems.append(f"{method} {url.path}: not in the served spec")
-            continue
-        schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-        if schema is None:
-            if body is not None:
-                problems.append(f"{method} {url.path} ({op.get('operationId')}): body sent, none expected")
-            continue
-        if body is None:
-            if op["requestBody"].get("required"):
-                problems.append(f"{method} {url.path} ({op.get('operationId')}): required body missing")
-            continue
-        validator = OAS30Validator({"allOf": [schema], "components": spec["components"]})
-        for error in validator.iter_errors(body):
-            problems.append(f"{method} {url.path} ({op.get('operationId')}): {error.message}")
+    """Last, so it sees what all the tests above sent."""
+    problems, posts = spec_problems(real, sent)
     assert problems == []
-    # the calls these tests exist for were really made
-    posts = {p for _m, p in seen if p}
-    assert {"jobs", "check", "setstatus"} <= posts, posts
+    assert {"jobs", "check", "setstatus", "setpriority"} <= posts, posts
