@@ -7,6 +7,7 @@ the end (bpy 4.2 crashes at exit while add-on classes stay registered).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import subprocess
@@ -117,6 +118,57 @@ def storage(fake_manager, tmp_path):
         if value["platform"] == "linux":
             value["value"] = str(root)
     return root
+
+
+def digest(path) -> str:
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def saved_unchanged(extension, monkeypatch):
+    """Module-mode bpy never clears is_dirty; real Blender does after a save. Say the file is clean."""
+    monkeypatch.setattr(sys.modules[MODULE + ".blender.submit"], "file_is_dirty", lambda: False)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """<proj>/.blender_project, scenes/shot.blend using textures/wood.png and a linked library."""
+    proj = tmp_path / "proj"
+    (proj / "scenes").mkdir(parents=True)
+    (proj / "textures").mkdir()
+    (proj / "libs").mkdir()
+    (proj / ".blender_project").write_text("")
+    png = proj / "textures" / "wood.png"
+    image = bpy.data.images.new("wood", 4, 4)
+    image.filepath_raw = str(png)
+    image.file_format = 'PNG'
+    image.save()
+    bpy.data.images.remove(image)
+    # a library with one object
+    lib_mesh = bpy.data.meshes.new("LibMesh")
+    lib_obj = bpy.data.objects.new("LibObj", lib_mesh)
+    bpy.data.libraries.write(str(proj / "libs" / "lib.blend"), {lib_obj}, path_remap='RELATIVE')
+    bpy.data.objects.remove(lib_obj)
+    bpy.data.meshes.remove(lib_mesh)
+    # the shot
+    img = bpy.data.images.load(str(png))
+    mat = bpy.data.materials.new("Wood")
+    mat.use_nodes = True
+    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    tex.image = img
+    with bpy.data.libraries.load(str(proj / "libs" / "lib.blend"), link=True) as (src, dst):
+        dst.objects = ["LibObj"]
+    scene = bpy.context.scene
+    scene.collection.objects.link(dst.objects[0])
+    holder = bpy.data.objects.new("Holder", bpy.data.meshes.new("HolderMesh"))
+    holder.data.materials.append(mat)
+    scene.collection.objects.link(holder)
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.render.filepath = str(tmp_path / "renders") + "/"
+    shot = proj / "scenes" / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(shot), relative_remap=True)
+    yield shot
+    bpy.ops.wm.read_homefile(use_empty=True)
 
 
 # --- the real farm (tests/realfarm.py); only started by tests that are not skipped for want of it ---

@@ -2,12 +2,13 @@
 """Submitting the current scene in real bpy against the fake Manager: pack, in place, Shaman, safety."""
 from __future__ import annotations
 
-import hashlib
 import pathlib
 import time
 
 import bpy
 import pytest
+
+from conftest import digest
 
 MODULE = "bl_ext.user_default.flamenco_panel"
 
@@ -15,51 +16,6 @@ MODULE = "bl_ext.user_default.flamenco_panel"
 def sub(name: str):
     from importlib import import_module
     return import_module(f"{MODULE}.{name}")
-
-
-def digest(path) -> str:
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def project(tmp_path):
-    """<proj>/.blender_project, scenes/shot.blend using textures/wood.png and a linked library."""
-    proj = tmp_path / "proj"
-    (proj / "scenes").mkdir(parents=True)
-    (proj / "textures").mkdir()
-    (proj / "libs").mkdir()
-    (proj / ".blender_project").write_text("")
-    png = proj / "textures" / "wood.png"
-    image = bpy.data.images.new("wood", 4, 4)
-    image.filepath_raw = str(png)
-    image.file_format = 'PNG'
-    image.save()
-    bpy.data.images.remove(image)
-    # a library with one object
-    lib_mesh = bpy.data.meshes.new("LibMesh")
-    lib_obj = bpy.data.objects.new("LibObj", lib_mesh)
-    bpy.data.libraries.write(str(proj / "libs" / "lib.blend"), {lib_obj}, path_remap='RELATIVE')
-    bpy.data.objects.remove(lib_obj)
-    bpy.data.meshes.remove(lib_mesh)
-    # the shot
-    img = bpy.data.images.load(str(png))
-    mat = bpy.data.materials.new("Wood")
-    mat.use_nodes = True
-    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    tex.image = img
-    with bpy.data.libraries.load(str(proj / "libs" / "lib.blend"), link=True) as (src, dst):
-        dst.objects = ["LibObj"]
-    scene = bpy.context.scene
-    scene.collection.objects.link(dst.objects[0])
-    holder = bpy.data.objects.new("Holder", bpy.data.meshes.new("HolderMesh"))
-    holder.data.materials.append(mat)
-    scene.collection.objects.link(holder)
-    scene.frame_start, scene.frame_end = 1, 3
-    scene.render.filepath = str(tmp_path / "renders") + "/"
-    shot = proj / "scenes" / "shot.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(shot), relative_remap=True)
-    yield shot
-    bpy.ops.wm.read_homefile(use_empty=True)
 
 
 @pytest.fixture
@@ -135,12 +91,6 @@ def test_simple_blender_render_is_packed_and_artist_file_untouched(ready, projec
     assert ":" not in pack_dir.name and "/" not in pack_dir.name
     assert (pack_dir / "textures" / "wood.png").is_file()
     assert (pack_dir / "libs" / "lib.blend").is_file()
-
-
-@pytest.fixture
-def saved_unchanged(monkeypatch):
-    """Module-mode bpy never clears is_dirty; real Blender does after a save. Say the file is clean."""
-    monkeypatch.setattr(sub("blender.submit"), "file_is_dirty", lambda: False)
 
 
 def test_file_inside_shared_storage_is_used_in_place(ready, storage, monkeypatch):
