@@ -106,7 +106,10 @@ def job(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
 
 
 def job_tasks(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
-    return {"job_id": args["job_id"], "tasks": [dataclasses.asdict(t) for t in client.job_tasks(args["job_id"])]}
+    tasks = client.job_tasks(args["job_id"])
+    if not tasks:
+        client.job(args["job_id"])   # a real Manager lists no tasks for an unknown job: its 404 says so
+    return {"job_id": args["job_id"], "tasks": [dataclasses.asdict(t) for t in tasks]}
 
 
 def job_action(client: ManagerClient, args: Mapping, progress: Progress) -> dict:

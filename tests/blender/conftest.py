@@ -171,6 +171,24 @@ def project(tmp_path):
     bpy.ops.wm.read_homefile(use_empty=True)
 
 
+@pytest.fixture
+def cli(extension, monkeypatch):
+    module = sys.modules[MODULE + ".blender.cli"]
+    monkeypatch.setattr(module, "POLL_SECONDS", 0.05)
+    return module
+
+
+@pytest.fixture
+def run(cli, capsys):
+    """run(*argv) -> (exit code, stdout, stderr)."""
+    def call(*argv):
+        capsys.readouterr()   # what fixtures printed is not the command's output
+        code = cli.execute([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return call
+
+
 # --- the real farm (tests/realfarm.py); only started by tests that are not skipped for want of it ---
 
 @pytest.fixture(scope="session")

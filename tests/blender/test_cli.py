@@ -22,24 +22,6 @@ def sub(name: str):
 
 
 @pytest.fixture
-def cli(extension, monkeypatch):
-    module = sub("blender.cli")
-    monkeypatch.setattr(module, "POLL_SECONDS", 0.05)
-    return module
-
-
-@pytest.fixture
-def run(cli, capsys):
-    """run(*argv) -> (exit code, stdout, stderr)."""
-    def call(*argv):
-        capsys.readouterr()   # what fixtures printed is not the command's output
-        code = cli.execute([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return call
-
-
-@pytest.fixture
 def farm(prefs, online, fake_manager):
     """Jobs of mine (ana) and of bob, oldest first; two workers; no request made yet."""
     old_user, old_others = prefs.user_name, prefs.allow_others
@@ -231,6 +213,8 @@ def test_ambiguous_prefix_is_a_usage_error_listing_candidates(run, farm):
     assert code == 2 and "at least 4 characters" in err
     code, _, err = run("tasks", "ffff")
     assert code == 1 and "No job matches 'ffff'" in err
+    code, out, err = run("tasks", "00000000-0000-4000-8000-000000000000")   # a full id of no job
+    assert code == 1 and err.startswith("Error: ") and out == ""
 
 
 def test_manager_error_exit_1_without_traceback(run, farm):

@@ -40,6 +40,17 @@ def test_refresh_survives_a_deleted_selected_job(fm):
     assert data["tasks"] == []
 
 
+def test_tasks_of_an_unknown_job_is_an_error_not_an_empty_list(fm):
+    """A real Manager answers an unknown job's task list with 200 and no tasks (the fake does the same)."""
+    unknown = "00000000-0000-4000-8000-000000000000"
+    with pytest.raises(errors.ManagerHTTPError) as caught:
+        operations.run("job_tasks", client(fm), {"job_id": unknown})
+    assert caught.value.status == 404
+    assert fm.count("GET", f"/api/v3/jobs/{unknown}/tasks") == 1
+    job = fm.state.add_job("no tasks yet", metadata={"user.name": "ana"}, tasks=0)
+    assert operations.run("job_tasks", client(fm), {"job_id": job["id"]})["tasks"] == []
+
+
 def test_cancel_someone_elses_job_sends_nothing(fm):
     job = fm.state.add_job("theirs", metadata={"user.name": "bob"}, status="active")
     with pytest.raises(errors.ActionNotAllowed):
