@@ -74,6 +74,8 @@ def refresh(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
     plus the selected job in full; otherwise as full Job dicts.
     """
     caps = client.capabilities()
+    if client.version() != caps.version:
+        caps = client.capabilities(refresh=True)   # upgraded or replaced since detection: detect again
     jobs = client.jobs()
     result = {
         "version": dataclasses.asdict(caps.version),

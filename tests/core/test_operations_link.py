@@ -35,6 +35,23 @@ def test_refresh_gathers_everything(fm):
     assert [w["name"] for w in data["workers"]] == ["w1"] and data["version"]["name"]
 
 
+def test_refresh_detects_again_when_the_manager_changed_version(fm):
+    """A Manager upgraded while Blender runs is re-detected by the next refresh, not only by Test Connection."""
+    c = client(fm)
+    operations.run("refresh", c, {})
+    detected = client_mod._CAPABILITIES[c.base]
+    assert detected.can_pause and detected.version.version == fm.version
+    # what an older Manager at this address would have been detected as
+    client_mod._CAPABILITIES[c.base] = client_mod.Capabilities(
+        client_mod.Version("3.5", "3.5", "old"), frozenset({"fetchjobs", "queryjobs"}), frozenset({"active"}), True)
+    data = operations.run("refresh", c, {})
+    assert data["version"]["version"] == fm.version and "pause-requested" in data["capabilities"]["job_statuses"]
+    assert client_mod._CAPABILITIES[c.base] == detected
+    specs = fm.count("GET", "/api/v3/openapi3.json")
+    operations.run("refresh", c, {})
+    assert fm.count("GET", "/api/v3/openapi3.json") == specs      # unchanged: the spec is not fetched again
+
+
 def test_refresh_survives_a_deleted_selected_job(fm):
     data = operations.run("refresh", client(fm), {"job_id": "00000000-0000-0000-0000-000000000000"})
     assert data["tasks"] == []
