@@ -14,7 +14,7 @@ import pytest
 
 import realfarm
 from conftest import digest
-from farmsteps import frames_of, job_status, save_shot, spec_problems, sub, submit, wait_for
+from farmsteps import frames_of, job_status, save_shot, spec_problems, state, sub, submit, wait_for
 
 _REASON = realfarm.missing_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -133,6 +133,54 @@ def test_shaman_upload_renders_and_unchanged_resubmit_uploads_nothing(shaman_far
     problems, posts = spec_problems(farm, sent)
     assert problems == []
     assert {"requirements", "create", "check", "jobs"} <= posts, posts
+
+
+def submit_through_the_helper(runtime, name: str, farm) -> str:
+    """As the panel does: the operator returns at once; the helper process checks, packs or uploads, and
+    submits while the timer's drain applies what it reports."""
+    import json
+    import time
+    submit_module = sub("blender.submit")
+    runtime.force_interactive = False
+    assert bpy.ops.flamenco_panel.load_job_types() == {'FINISHED'}
+    runtime.force_interactive = True
+    try:
+        state().last_submitted_id = ""
+        settings = {"frames": "1-2", "chunk_size": 2, "render_output_root": str(farm.shared / "renders")}
+        assert bpy.ops.flamenco_panel.submit_job(job_type="simple-blender-render", job_name=name,
+                                                 settings=json.dumps(settings)) == {'FINISHED'}
+        assert submit_module.in_flight()                      # returned before the work was done
+        deadline = time.monotonic() + 120
+        while submit_module.in_flight() or runtime.busy():
+            assert time.monotonic() < deadline, f"submission still in flight\n{farm.logs()}"
+            runtime.drain()
+            time.sleep(0.02)
+    finally:
+        runtime.force_interactive = False
+    job_id = state().last_submitted_id
+    assert job_id, state().message
+    return job_id
+
+
+def test_pack_through_the_helper_process(real_farm, pointed_at, runtime, render_ready):
+    farm = pointed_at(real_farm)
+    before = digest(render_ready)
+    job_id = submit_through_the_helper(runtime, "rf helper pack", farm)
+    blendfile = pathlib.Path(farm.job(job_id)["settings"]["blendfile"])
+    assert farm.shared in blendfile.parents and (blendfile.parents[1] / "textures" / "wood.png").is_file()
+    wait_rendered(farm, job_id)
+    assert digest(render_ready) == before
+    assert [p.name for p in render_ready.parent.iterdir() if ".flamenco-" in p.name] == []   # the temporary copy is gone
+
+
+def test_shaman_through_the_helper_process(shaman_farm, pointed_at, runtime, render_ready):
+    farm = pointed_at(shaman_farm)
+    bpy.context.scene.render.resolution_y = 100     # unsaved: a new copy of the shot, so something is uploaded
+    job_id = submit_through_the_helper(runtime, "rf helper shaman", farm)
+    stored = farm.job(job_id)
+    assert stored["storage"]["shaman_checkout_id"] and stored["settings"]["blendfile"].startswith("{jobs}/")
+    assert sub("blender.submit")._last_result["bytes_uploaded"] > 0
+    wait_rendered(farm, job_id)
 
 
 def test_every_request_body_matches_the_served_spec(real_farm, pointed_at, sent):
