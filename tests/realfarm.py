@@ -128,20 +128,30 @@ class RealFarm:
     def stop(self) -> None:
         """Worker first (it signs off at the Manager), then the Manager; by PID, kill if they hang."""
         for attr in ("worker", "manager"):
-            proc = getattr(self, attr)
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            setattr(self, attr, None)
+            self._end(attr)
         for handle in getattr(self, "_logs", []):
             handle.close()
         self._logs = []
+
+    def _end(self, attr: str) -> None:
+        proc = getattr(self, attr)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        setattr(self, attr, None)
+
+    def stop_manager(self) -> None:
+        """The Manager alone goes down (its database and port are kept for `restart_manager`)."""
+        self._end("manager")
+
+    def restart_manager(self, timeout: float = 60.0) -> None:
+        self._start_manager(timeout)
 
     # --- set-up ------------------------------------------------------------------------------
 

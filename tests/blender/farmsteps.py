@@ -51,6 +51,15 @@ def wait_for(farm, what: str, check, timeout: float = JOB_TIMEOUT, interval: flo
         time.sleep(interval)
 
 
+def settle(runtime, timeout: float = 30.0) -> None:
+    """Drains the helper's answers, as the timer would, until nothing is in flight."""
+    deadline = time.monotonic() + timeout
+    while runtime.busy() and time.monotonic() < deadline:
+        runtime.drain()
+        time.sleep(0.02)
+    assert not runtime.busy(), f"the helper still had work after {timeout:g} s"
+
+
 def job_status(job_id: str) -> str:
     job = find(state().jobs, job_id)
     return job.status if job else ""

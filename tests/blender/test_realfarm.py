@@ -14,8 +14,8 @@ import bpy
 import pytest
 
 import realfarm
-from farmsteps import (USER, echo_job, find, job_status, save_shot, select, spec_problems, state, sub, submit,
-                       task_log_text, wait_for, frames_of)
+from farmsteps import (USER, echo_job, find, frames_of, job_status, save_shot, select, settle, spec_problems,
+                       state, sub, submit, task_log_text, wait_for)
 from recording_layout import draw_panel, shown_jobs
 
 _REASON = realfarm.missing_reason()
@@ -246,14 +246,35 @@ def test_refresh_through_the_helper_process(real, runtime):
     st = state()
     assert runtime.interactive()
     bpy.ops.flamenco_panel.refresh()
-    deadline = time.monotonic() + 30
-    while runtime.busy() and time.monotonic() < deadline:
-        runtime.drain()
-        time.sleep(0.02)
-    assert not runtime.busy()
+    settle(runtime)
     assert st.connection == 'CONNECTED', st.message
     assert any(w.name == realfarm.WORKER_NAME for w in st.workers)
     assert {j.id for j in st.jobs} == {j["id"] for j in real.api("GET", "/api/v3/jobs")["jobs"]}
+
+
+def test_manager_down_keeps_the_last_data_then_recovers(real, runtime):
+    """The real Manager stops: the refresh says so and keeps what was shown; it comes back: all is current."""
+    st = state()
+    real.submit_echo("rf kept", user=USER)
+    bpy.ops.flamenco_panel.refresh()
+    settle(runtime)
+    shown = ([(j.id, j.status) for j in st.jobs], [w.id for w in st.workers])
+    assert st.connection == 'CONNECTED' and shown[0] and shown[1]
+    real.stop_manager()
+    try:
+        bpy.ops.flamenco_panel.refresh()
+        settle(runtime)
+        assert st.connection == 'ERROR'
+        assert f"127.0.0.1:{real.port}" in st.message and "Traceback" not in st.message, st.message
+        assert ([(j.id, j.status) for j in st.jobs], [w.id for w in st.workers]) == shown     # kept, marked stale
+    finally:
+        real.restart_manager()
+    bpy.ops.flamenco_panel.refresh()
+    settle(runtime)
+    assert st.connection == 'CONNECTED', st.message
+    assert {j.id for j in st.jobs} == {j["id"] for j in real.api("GET", "/api/v3/jobs")["jobs"]}
+    runtime.force_interactive = False
+    wait_for(real, "the Worker to be back", lambda: real.awake_worker(), timeout=60)
 
 
 def test_every_request_body_matches_the_served_spec(real, sent):
