@@ -267,7 +267,7 @@ class ManagerClient:
         except errors.MalformedResponse as ex:
             raise errors.NotAManager(f"{self.base} does not look like a Flamenco Manager ({ex.message})") from None
         except errors.ManagerHTTPError as ex:
-            if ex.status in (404, 405):
+            if ex.no_such_operation:
                 raise errors.NotAManager(f"{self.base} does not look like a Flamenco Manager "
                                          f"(no /api/v3/version)") from None
             raise
@@ -297,7 +297,7 @@ class ManagerClient:
         try:
             payload = self.get_json("/status")
         except errors.ManagerHTTPError as ex:
-            if ex.status in (404, 405):  # before 3.5
+            if ex.no_such_operation:  # before 3.5
                 return "unknown"
             raise
         return str(payload.get("status", "unknown")) if isinstance(payload, Mapping) else "unknown"
@@ -337,13 +337,13 @@ class ManagerClient:
     # --- jobs and tasks --------------------------------------------------------------------
 
     def jobs(self) -> list[Job]:
-        """All jobs: GET /jobs on 3.6+, POST /jobs/query on 3.5 (also on a 404/405 fallback)."""
+        """All jobs: GET /jobs on 3.6+, POST /jobs/query on 3.5 (also when GET /jobs is not there)."""
         caps = self.capabilities()
         if caps.lists_jobs_with_get:
             try:
                 return _parse_jobs(self.get_json("/jobs"))
             except errors.ManagerHTTPError as ex:
-                if ex.status not in (404, 405):
+                if not ex.no_such_operation:
                     raise
         return _parse_jobs(self.request("POST", API + "/jobs/query", body={})[1])
 
@@ -428,7 +428,7 @@ class ManagerClient:
         try:
             payload = self.get_json("/worker-mgt/tags")
         except errors.ManagerHTTPError as ex:
-            if ex.status in (404, 405):  # before 3.3
+            if ex.no_such_operation:  # before 3.3
                 return []
             raise
         items = payload.get("tags") if isinstance(payload, Mapping) else None

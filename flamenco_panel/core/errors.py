@@ -44,6 +44,11 @@ class ManagerTimeout(FlamencoError):
 class ManagerHTTPError(FlamencoError):
     """The Manager answered with an HTTP error status."""
 
+    @property
+    def no_such_operation(self) -> bool:
+        """How a Manager says it lacks an operation: 404 or 405, or on 3.5 a 400 "method not allowed"."""
+        return self.status in (404, 405) or (self.status == 400 and "method not allowed" in self.message.lower())
+
 
 class JobTypeStale(ManagerHTTPError):
     """412 on check/submit: the job type changed on the Manager since it was fetched."""

@@ -208,12 +208,13 @@ def test_manager_35_lists_with_query_and_cannot_pause():
         assert violations(fm) == []
 
 
-def test_falls_back_on_405_without_spec():
+def test_falls_back_when_get_jobs_is_missing_without_spec():
     with FakeManager("3.5") as fm:
         mine(fm, "old")
         fm.fault("GET", "/api/v3/openapi3.json", "status", code=404, body={"message": "Not Found"})
         c = make_client(fm)
-        # Unknown spec, version 3.5 → query. Pretend the version were unknown: GET then fall back on 405.
+        # Unknown spec, version 3.5 → query. Pretend the version were unknown: GET, which a real 3.5 answers
+        # with 400 "method not allowed", then the query.
         c.capabilities()
         client_mod._CAPABILITIES[c.base] = client_mod.Capabilities(client_mod.Version(version="dev"))
         assert [j.name for j in c.jobs()] == ["old"]

@@ -183,7 +183,7 @@ def test_job_listing_by_version(vfm):
     vfm.state.add_job("one")
     listing, query = get(vfm, "/api/v3/jobs"), post(vfm, "/api/v3/jobs/query", {})
     if vfm.version == "3.5":
-        assert listing.status_code == 404 and listing.json() == {"message": "method not allowed"}
+        assert listing.status_code == 400 and listing.json() == {"message": "method not allowed"}   # as a real 3.5
         assert query.status_code == 200 and [j["name"] for j in query.json()["jobs"]] == ["one"]
     else:
         assert listing.status_code == 200 and [j["name"] for j in listing.json()["jobs"]] == ["one"]
@@ -427,8 +427,8 @@ def test_delete_job(fm):
 
 def test_bad_and_unknown_ids():
     with FakeManager("3.5") as old, FakeManager("3.9-beta1") as new:
-        assert is_validation_error(get(old, "/api/v3/jobs/not-a-uuid"))
-        assert is_handler_error(get(new, "/api/v3/jobs/not-a-uuid"), 400)
+        for m in (old, new):   # a real 3.5 does not enforce its spec's `format: uuid` either
+            assert is_handler_error(get(m, "/api/v3/jobs/not-a-uuid"), 400)
         missing = "0f2a5d55-4bd3-4b6c-9b56-6f54e61c1e5b"
         for m in (old, new):
             assert is_handler_error(get(m, f"/api/v3/jobs/{missing}"), 404)
