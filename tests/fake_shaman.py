@@ -6,9 +6,12 @@ independent of any HTTP server, so a fake Manager can mount it for paths under
 `/api/v3/shaman/` (see `handles`). `FakeShamanServer` runs it alone on 127.0.0.1:0.
 
 It follows the Manager's behaviour: the requirements answer leaves out stored files and
-lists each (sha, size) once; an upload of a stored file is answered 208 without reading
-it; a mismatch is 417; a checkout of an existing path gets a random suffix; missing
-files make a checkout 424. Fault knobs make the rarer answers happen on purpose.
+lists each (sha, size) once; a stored upload is answered 200 (the spec says 204); an upload
+of a stored file is answered 208 without reading it; a mismatch is 417; a checkout of an
+existing path gets a random suffix; missing files make a checkout fail with 500 "unknown
+files requested in checkout" (the spec says 424; `missing_status` picks). These are checked
+against real Managers in tests/core/test_fake_matches_real.py. Fault knobs make the rarer
+answers happen on purpose.
 """
 from __future__ import annotations
 
@@ -60,7 +63,8 @@ class FakeShaman:
         self.force_417 = 0                       # next N uploads answer 417 whatever they carry
         self.others_uploading: dict[str, int] = {}   # sha → 425s to give: "someone else uploads it"
         self.conflict_checkouts = 0              # next N checkouts answer 409
-        self.forget_before_checkout = 0          # next N checkouts first lose the stored files → 424
+        self.forget_before_checkout = 0          # next N checkouts first lose the stored files → missing
+        self.missing_status = 500                # a real Manager's answer; 424 is the spec's
         self.drop_after_store = 0                # next N uploads store the file, then drop the connection
         self.hang_up_early = 0                   # next N would-be 208/425 answers hang up instead
         self.on_upload_start: Any = None         # callable(sha) run before an upload is read
@@ -149,7 +153,7 @@ class FakeShaman:
                 continue
             seen.add(key)
             missing.append({**spec, "status": status})
-        return _json(200, {"files": missing or None})   # Go's nil slice is `null`
+        return _json(200, {"files": missing})   # `[]` when all are there (measured on real Managers)
 
     def _receive(self, sha: str, size: int, headers: dict, body: "_Counting") -> tuple[int, dict, bytes]:
         can_defer = headers.get("x-shaman-can-defer-upload") == "true"
@@ -159,10 +163,10 @@ class FakeShaman:
                 self.hang_up_early -= 1
                 raise DropConnection()
             if self.is_stored(sha, size):
-                return 208, {}, b""
+                return 208, dict(_TEXT), b""
             if early:
                 self.others_uploading[sha] -= 1
-                return 425, {}, b""
+                return 425, dict(_TEXT), b""
         if self.on_upload_start:
             self.on_upload_start(sha)
         digest = hashlib.sha256()
@@ -193,13 +197,15 @@ class FakeShaman:
             if self.drop_after_store > 0:
                 self.drop_after_store -= 1
                 raise DropConnection()
-        return 204, {}, b""
+        return 200, {}, b""
 
     def _checkout(self, payload: Any) -> tuple[int, dict, bytes]:
         specs = _specs(payload)
         requested = payload.get("checkoutPath") if isinstance(payload, dict) else None
-        if specs is None or not isinstance(requested, str) or not _relative_ok(requested):
+        if specs is None or not isinstance(requested, str):
             return _error(400, "invalid format")
+        if not _valid_checkout_path(requested):
+            return _error(500, f"unexpected error: invalid checkout path {json.dumps(requested)}")
         if any(not _relative_ok(s["path"]) for s in specs):
             return _error(400, "invalid path in checkout")
         with self.lock:
@@ -211,8 +217,10 @@ class FakeShaman:
                 for spec in specs:
                     self.blob(spec["sha"], spec["size"]).unlink(missing_ok=True)
         missing = [s["path"] for s in specs if not self.is_stored(s["sha"], s["size"])]
-        if missing:
+        if missing and self.missing_status == 424:
             return _error(424, f"{len(missing)} files are missing: {', '.join(missing[:5])}")
+        if missing:
+            return _error(500, "unexpected error: unknown files requested in checkout")
         with self.lock:
             final = requested
             for _ in range(10):
@@ -220,7 +228,7 @@ class FakeShaman:
                     break
                 final = f"{requested}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=4))}"
             else:
-                return _error(409, "Checkout already exists")
+                return _error(500, "unexpected error: a checkout with this ID already exists")
             root = self.checkout_root(final)
             root.mkdir(parents=True)
             self.checkouts[final] = specs
@@ -247,6 +255,14 @@ class _Counting:
         data = self.stream.read(n)
         self.count += len(data)
         return data
+
+
+_TEXT = {"Content-Type": "text/plain; charset=UTF-8"}   # the real Manager's empty 208/425 answers
+
+
+def _valid_checkout_path(path: str) -> bool:
+    """The real Shaman's rule for a requested checkout path."""
+    return bool(re.match(r"^[^/?*:;{}\\][^?*:;{}\\]*$", path)) and "../" not in path and "/.." not in path
 
 
 def _json(status: int, payload: Any) -> tuple[int, dict, bytes]:

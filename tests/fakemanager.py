@@ -26,6 +26,7 @@ import copy
 import functools
 import hashlib
 import http.server
+import io
 import json
 import ntpath
 import os
@@ -46,6 +47,8 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+
+from fake_shaman import FakeShaman
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -542,8 +545,7 @@ class FarmState:
         self.last_rendered_job: str | None = None
         self.files: dict[str, bytes] = {}  # extra static files, key relative to /job-files/
         self.sleep_schedules: dict[str, dict] = {}
-        self.shaman_files: dict[tuple[str, int], bytes] = {}
-        self.shaman_checkouts: dict[str, list[dict]] = {}
+        self._shaman: FakeShaman | None = None   # made on first use, in a temporary folder
         # Manager variables: name -> {is_twoway, values: [{platform, value, audience?}]}
         self.variables: dict[str, dict] = {
             "blender": {"is_twoway": False, "values": [
@@ -573,6 +575,14 @@ class FarmState:
     def get_task(self, task_id: str) -> dict:
         with self.lock:
             return self.tasks[task_id]
+
+    def shaman(self) -> FakeShaman:
+        """The Shaman file store and checkouts (made on first use, removed when the Manager stops)."""
+        with self.lock:
+            if self._shaman is None:
+                import tempfile
+                self._shaman = FakeShaman(tempfile.mkdtemp(prefix="fake-manager-shaman-"))
+            return self._shaman
 
     def job_tasks(self, job_id: str) -> list[dict]:
         with self.lock:
@@ -1900,46 +1910,16 @@ class _Api:
             return _api_error(503, "Shaman is disabled")
         return None
 
-    def op_shamanCheckoutRequirements(self, req: _Req) -> _Resp:
+    def _shaman(self, req: _Req) -> _Resp:
+        """Every Shaman operation: the file-based FakeShaman (tests/fake_shaman.py) under this Manager."""
         err = self._shaman_disabled()
         if err:
             return err
-        unknown = [dict(f, status="unknown") for f in req.json["files"]
-                   if (f["sha"], f["size"]) not in self.state.shaman_files]
-        return _json_resp(200, {"files": unknown})
+        status, headers, body = self.state.shaman().handle(req.method, req.path, dict(req.headers),
+                                                           io.BytesIO(req.body))
+        return _Resp(status, body, headers.get("Content-Type"))
 
-    def op_shamanFileStoreCheck(self, req: _Req) -> _Resp:
-        err = self._shaman_disabled()
-        if err:
-            return err
-        key = (req.params["checksum"], req.params["filesize"])
-        return _json_resp(200, {"status": "stored" if key in self.state.shaman_files else "unknown"})
-
-    def op_shamanFileStore(self, req: _Req) -> _Resp:
-        err = self._shaman_disabled()
-        if err:
-            return err
-        key = (req.params["checksum"], req.params["filesize"])
-        if key in self.state.shaman_files:
-            return _Resp(208)
-        if len(req.body) != key[1]:
-            return _api_error(417, f"file size mismatch: header says {key[1]}, body has {len(req.body)}")
-        if hashlib.sha256(req.body).hexdigest() != key[0]:
-            return _api_error(417, "checksum mismatch")
-        self.state.shaman_files[key] = req.body
-        return _no_content()
-
-    def op_shamanCheckout(self, req: _Req) -> _Resp:
-        err = self._shaman_disabled()
-        if err:
-            return err
-        files, path = req.json["files"], req.json["checkoutPath"]
-        if any((f["sha"], f["size"]) not in self.state.shaman_files for f in files):
-            return _api_error(424, "some files are missing from the Shaman storage")
-        if path in self.state.shaman_checkouts:
-            return _api_error(409, f"checkout {path} already exists")
-        self.state.shaman_checkouts[path] = files
-        return _json_resp(200, {"checkoutPath": path})
+    op_shamanCheckoutRequirements = op_shamanFileStoreCheck = op_shamanFileStore = op_shamanCheckout = _shaman
 
     # -- static job files
 
@@ -2300,6 +2280,10 @@ class FakeManager:
             self._thread.join(timeout)
         self._server = None
         self._thread = None
+        if self.state._shaman is not None:
+            import shutil
+            shutil.rmtree(self.state._shaman.root, ignore_errors=True)
+            self.state._shaman = None
 
     def __enter__(self) -> "FakeManager":
         return self.start()

@@ -7,7 +7,8 @@ The protocol (Manager 3.x, `shaman*` operations in the OpenAPI spec):
 2. POST /shaman/files/{sha}/{size} per needed file, body streamed from disk:
    204 stored, 208 already there, 417 size/checksum mismatch, 425 "defer, someone else uploads".
 3. POST /shaman/checkout/create `{files, checkoutPath}` → `{checkoutPath}`; the Manager may
-   change the path to make it unique. 409 = path taken, 424 = files missing.
+   change the path to make it unique. The spec says 409 = path taken, 424 = files missing; a real
+   Manager adds a random suffix to a taken path and answers missing files with a 500.
 
 Files are hashed once and remembered in a `HashCache` (path, size, mtime_ns), so a resubmit
 of an unchanged project hashes nothing and uploads nothing. Uploads stream from disk with a
@@ -484,15 +485,22 @@ class _Session:
                 if ex.status == 409:
                     raise ShamanError(f"The Shaman checkout path {checkout_path!r} is in use; tried "
                                       f"{MAX_CHECKOUT_ATTEMPTS} names") from None
-                if ex.status == 424 and not reuploaded:
-                    reuploaded = True   # the spec says: ask the requirements again to learn which ones
+                missing = _files_missing(ex)
+                if missing and not reuploaded:
+                    reuploaded = True   # ask the requirements again to learn which ones, upload those
                     self._upload(self.requirements())
                     continue
-                if ex.status == 424:
+                if missing:
                     raise ShamanError("The Manager still misses files after uploading them again; try again") from None
                 raise
             accepted = payload.get("checkoutPath") if isinstance(payload, Mapping) else None
             return str(accepted) if accepted else requested
+
+
+def _files_missing(ex: errors.ManagerHTTPError) -> bool:
+    """The checkout failed for files the Manager lacks (say, removed by its cleanup since the upload):
+    424 in the spec; a real Manager (3.5 … 3.9) answers 500 "unknown files requested in checkout"."""
+    return ex.status == 424 or (ex.status == 500 and "unknown files" in ex.message)
 
 
 # --------------------------------------------------------------------------- transport

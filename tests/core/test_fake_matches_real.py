@@ -71,9 +71,13 @@ VERSIONS = [realfarm.VERSION, "3.5"]
 
 
 def call(base: str, method: str, path: str, body) -> tuple[int, str, object]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    """`body`: JSON, or (bytes, headers) for an upload."""
+    if isinstance(body, tuple):
+        data, headers = body[0], {"Content-Type": "application/octet-stream", **body[1]}
+    else:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data else {}
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # loopback only
     try:
         with opener.open(req, timeout=10) as resp:
@@ -152,4 +156,53 @@ def test_fake_answers_like_the_real_manager(version, tmp_path):
             if version == "3.5" and case[0] == "paused → queued":
                 continue   # 3.5 has no initial status: the job was queued from the start
             compare(*case)
+        assert report == [], "\n".join(report)
+
+
+def _shaman_cases() -> list:
+    import hashlib
+    content = b"flamenco panel fidelity\n" * 100
+    sha, size = hashlib.sha256(content).hexdigest(), len(content)
+    other = b"another file\n"
+    osha, osize = hashlib.sha256(other).hexdigest(), len(other)
+    spec = {"files": [{"path": "scenes/a.blend", "sha": sha, "size": size}]}
+    upload = (content, {"X-Shaman-Original-Filename": "a.blend"})
+    return [
+        ("requirements, unknown file", "POST", "/api/v3/shaman/checkout/requirements", spec),
+        ("file, not there", "GET", f"/api/v3/shaman/files/{sha}/{size}", None),
+        ("checkout of a missing file", "POST", "/api/v3/shaman/checkout/create",
+         dict(spec, checkoutPath="fidelity/missing")),
+        ("upload, wrong size", "POST", f"/api/v3/shaman/files/{sha}/{size + 1}", upload),
+        ("upload, wrong checksum", "POST", f"/api/v3/shaman/files/{osha}/{size}", upload),
+        ("upload", "POST", f"/api/v3/shaman/files/{sha}/{size}", upload),
+        ("file, there", "GET", f"/api/v3/shaman/files/{sha}/{size}", None),
+        ("upload again", "POST", f"/api/v3/shaman/files/{sha}/{size}", upload),
+        ("upload again, deferrable", "POST", f"/api/v3/shaman/files/{sha}/{size}",
+         (content, {"X-Shaman-Original-Filename": "a.blend", "X-Shaman-Can-Defer-Upload": "true"})),
+        ("requirements, known file", "POST", "/api/v3/shaman/checkout/requirements", spec),
+        ("requirements, mixed", "POST", "/api/v3/shaman/checkout/requirements",
+         {"files": spec["files"] + [{"path": "b.txt", "sha": osha, "size": osize}]}),
+        ("checkout", "POST", "/api/v3/shaman/checkout/create", dict(spec, checkoutPath="fidelity/one")),
+        ("checkout, same path again", "POST", "/api/v3/shaman/checkout/create", dict(spec, checkoutPath="fidelity/one")),
+        ("checkout, path outside", "POST", "/api/v3/shaman/checkout/create", dict(spec, checkoutPath="../outside")),
+        ("requirements, bad body", "POST", "/api/v3/shaman/checkout/requirements", {"files": "none"}),
+    ]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fake_shaman_answers_like_the_real_one(version, tmp_path):
+    reason = realfarm.missing_reason(version)
+    if reason:
+        pytest.skip(reason)
+    with realfarm.RealFarm(tmp_path / "farm", version=version, shaman=True) as real, \
+            FakeManager(version=version, shaman=True) as fake:
+        fake.state.shared_storage = str(real.shared)
+        report = []
+        for label, method, path, body in _shaman_cases():
+            (fcode, ftype, fbody), (rcode, rtype, rbody) = (call(fake.url, method, path, body),
+                                                            call(real.url, method, path, body))
+            if (fcode, ftype) != (rcode, rtype):
+                report.append(f"{label}: fake {fcode} {ftype!r}, real {rcode} {rtype!r} ({fbody} / {rbody})")
+            else:
+                report.extend(f"{label}: {d}" for d in differences(shape(fbody), shape(rbody)))
         assert report == [], "\n".join(report)

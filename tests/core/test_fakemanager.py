@@ -581,16 +581,20 @@ def test_shaman():
         unknown = post(manager, "/api/v3/shaman/checkout/requirements", {"files": [spec]}).json()
         assert unknown == {"files": [dict(spec, status="unknown")]}
         missing = post(manager, "/api/v3/shaman/checkout/create", {"files": [spec], "checkoutPath": "a/b"})
-        assert is_handler_error(missing, 424)
+        assert is_handler_error(missing, 500) and "unknown files" in missing.json()["message"]   # as a real one
         url = f"{manager.url}/api/v3/shaman/files/{sha}/{len(data)}"
         assert requests.post(url, data=b"wrong", timeout=TIMEOUT).status_code == 417
-        assert requests.post(url, data=data, timeout=TIMEOUT).status_code == 204
+        assert requests.post(url, data=data, timeout=TIMEOUT).status_code == 200
         assert requests.post(url, data=data, timeout=TIMEOUT).status_code == 208
         assert requests.get(url, timeout=TIMEOUT).json() == {"status": "stored"}
         done = post(manager, "/api/v3/shaman/checkout/create", {"files": [spec], "checkoutPath": "a/b"})
         assert done.json() == {"checkoutPath": "a/b"}
+        checked_out = manager.state.shaman().checkout_root("a/b") / "shot.blend"
+        assert checked_out.read_bytes() == data
         again = post(manager, "/api/v3/shaman/checkout/create", {"files": [spec], "checkoutPath": "a/b"})
-        assert is_handler_error(again, 409)
+        assert again.status_code == 200 and again.json()["checkoutPath"].startswith("a/b-")   # made unique
+        root = manager.state.shaman().root
+    assert not root.exists()   # removed with the Manager
 
 
 # --------------------------------------------------------------------------- faults
