@@ -1461,7 +1461,9 @@ class _Api:
             wt = self._task_summary(task)
             wt["job_id"] = task["job_id"]
             out["task"] = wt
-        out["tags"] = [dict(self.state.tags[t]) for t in w.get("tag_ids", []) if t in self.state.tags]
+        tags = [dict(self.state.tags[t]) for t in w.get("tag_ids", []) if t in self.state.tags]
+        if tags:   # left out when there are none, as a real Manager does
+            out["tags"] = tags
         return self._prune(out, "Worker")
 
     def render_job_type(self, jt: dict) -> dict:

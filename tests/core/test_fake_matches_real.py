@@ -60,12 +60,20 @@ AFTER_SUBMIT = [
     ("status, unknown", "POST", "/api/v3/jobs/{job}/setstatus", {"status": "weird", "reason": "x"}),
     ("priority", "POST", "/api/v3/jobs/{job}/setpriority", {"priority": 60}),
     ("priority out of range", "POST", "/api/v3/jobs/{job}/setpriority", {"priority": 600}),
+    ("task status, unknown", "POST", "/api/v3/tasks/{task}/setstatus", {"status": "weird", "reason": "x"}),
+    ("task status", "POST", "/api/v3/tasks/{task}/setstatus", {"status": "canceled", "reason": "x"}),
+    ("worker", "GET", "/api/v3/worker-mgt/workers/{worker}", None),
+    ("worker status, unknown", "POST", "/api/v3/worker-mgt/workers/{worker}/setstatus",
+     {"status": "dancing", "is_lazy": True}),
+    ("worker status", "POST", "/api/v3/worker-mgt/workers/{worker}/setstatus", {"status": "offline", "is_lazy": True}),
     ("paused → queued", "POST", "/api/v3/jobs/{job}/setstatus", {"status": "queued", "reason": "x"}),
+    ("delete", "DELETE", "/api/v3/jobs/{job}", None),
+    ("delete an unknown job", "DELETE", f"/api/v3/jobs/{UNKNOWN}", None),
 ]
 # Differences of configuration, not of behaviour: the fake configures a `storage` variable (the test farm
 # configures only blender and blenderArgs), and its job types carry descriptions.
-CONFIGURED = {"variables": {".storage"}, "job types": {".job_types[].description"},
-              "one job type": {".description"}}
+CONFIGURED = {"variables": {".storage (only fake)"}, "job types": {".job_types[].description (only fake)"},
+              "one job type": {".description (only fake)"}}
 # Endpoints a version does not have: both must answer them alike, which the comparison checks anyway.
 VERSIONS = [realfarm.VERSION, "3.5"]
 
@@ -101,9 +109,9 @@ def differences(fake, real, path: str = "") -> list[str]:
         out = []
         for key in sorted(set(fake) | set(real)):
             if key not in fake:
-                out.append(f"{path}.{key}")
+                out.append(f"{path}.{key} (only real)")
             elif key not in real:
-                out.append(f"{path}.{key}")
+                out.append(f"{path}.{key} (only fake)")
             else:
                 out += differences(fake[key], real[key], f"{path}.{key}")
         return out
@@ -119,14 +127,16 @@ def test_fake_answers_like_the_real_manager(version, tmp_path):
         pytest.skip(reason)
     with realfarm.RealFarm(tmp_path / "farm", version=version) as real, FakeManager(version=version) as fake:
         fake.state.shared_storage = str(real.shared)
+        ids: dict[str, dict[str, str]] = {"fake": {}, "real": {}}
         # the real Worker sleeps, so the real job stays as untouched as the fake's (which has no Worker)
         worker = real.awake_worker()
+        ids["real"]["worker"] = worker["id"]
+        ids["fake"]["worker"] = fake.state.add_worker("fake-worker")["id"]
         real.api("POST", f"/api/v3/worker-mgt/workers/{worker['id']}/setstatus", {"status": "asleep", "is_lazy": False})
         deadline = time.monotonic() + 30
         while real.awake_worker() is not None:
             assert time.monotonic() < deadline, real.logs()
             time.sleep(0.3)
-        ids: dict[str, dict[str, str]] = {"fake": {}, "real": {}}
         report: list[str] = []
 
         def compare(label, method, path, body):
