@@ -209,6 +209,39 @@ def test_actions_follow_the_status_rules(real, sent, shot):
     wait_for(real, "the job to be deleted", lambda: find(st.jobs, job_id) is None, timeout=60)
 
 
+def test_panels_draw_what_the_real_farm_says(real, shot):
+    """Every panel's draw() on the real Manager's data: its name and version, a job, the Worker, and the
+    submit form built from the job types the Manager serves."""
+    st = state()
+    job_id = real.api("POST", "/api/v3/jobs", {
+        "name": "rf drawn", "type": "echo-sleep-test", "priority": 42, "submitter_platform": "linux",
+        "initial_status": "paused", "metadata": {"user.name": USER},
+        "settings": {"message": "drawn", "sleep_duration_seconds": 1, "sleep_repeats": 1}})["id"]
+    try:
+        assert bpy.ops.flamenco_panel.ping() == {'FINISHED'}
+        bpy.ops.flamenco_panel.refresh()
+        main = draw_panel(bpy.types.FLAMENCO_PT_main, bpy.context)
+        assert main.has_text(realfarm.MANAGER_NAME) and main.has_text("3.9"), main.texts()
+        select(job_id)
+        jobs = draw_panel(bpy.types.FLAMENCO_PT_jobs, bpy.context)
+        assert jobs.has_text("echo-sleep-test · paused · priority 42") and jobs.has_text(f"By {USER}"), jobs.texts()
+        ops = set(jobs.operators())
+        assert {"flamenco_panel.cancel_job", "flamenco_panel.requeue_job", "flamenco_panel.delete_job",
+                "flamenco_panel.show_task_log"} <= ops and "flamenco_panel.pause_job" not in ops
+        st.active_worker_index = next(i for i, w in enumerate(st.workers) if w.name == realfarm.WORKER_NAME)
+        workers = draw_panel(bpy.types.FLAMENCO_PT_workers, bpy.context)
+        assert workers.has_text("Version 3.9"), workers.texts()
+        assert bpy.ops.flamenco_panel.load_job_types() == {'FINISHED'}
+        bpy.context.scene.flamenco_panel.job_type_enum = "simple-blender-render"
+        form = draw_panel(bpy.types.FLAMENCO_PT_submit, bpy.context)
+        drawn = {kw["prop"] for kind, kw in form.log if kind == "prop"}
+        assert sub("blender.settings").prop_name("render_output_root") in drawn, drawn
+        assert any(text.lower().startswith("frames") for text in form.texts()), form.texts()   # automatic value
+        assert "flamenco_panel.submit_job" in form.operators()
+    finally:
+        real.api("POST", f"/api/v3/jobs/{job_id}/setstatus", {"status": "canceled", "reason": "test done"})
+
+
 def test_cancel_running_job(real, shot):
     job_id = echo_job("rf cancel", seconds=120)
     wait_for(real, "the long job to run", lambda: job_status(job_id) == "active")
