@@ -53,6 +53,7 @@ import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES is set)
 import requests  # noqa: E402
 
 from fakemanager import FakeManager  # noqa: E402
+from scenes import save_shot_with_dependencies  # noqa: E402
 from recording_layout import draw_panel  # noqa: E402
 from shaman_sink import ShamanSink  # noqa: E402
 
@@ -304,29 +305,11 @@ def write_png(path: pathlib.Path, rng: random.Random, side: int = 512) -> None:
 def make_project(root: pathlib.Path, images: int) -> pathlib.Path:
     """<root>/scenes/shot.blend using `images` ~1 MiB PNGs in textures/set_*/ and a linked libs/lib.blend."""
     rng = random.Random(42)
-    (root / "scenes").mkdir(parents=True)
-    (root / "libs").mkdir()
     paths = [root / "textures" / f"set_{i % 5}" / f"tex_{i:02d}.png" for i in range(images)]
     for path in paths:
         write_png(path, rng)
     bpy.ops.wm.read_homefile(use_empty=True)
-    lib_obj = bpy.data.objects.new("LibObj", bpy.data.meshes.new("LibMesh"))
-    bpy.data.libraries.write(str(root / "libs" / "lib.blend"), {lib_obj}, path_remap='RELATIVE')
-    bpy.data.objects.remove(lib_obj)
-    mat = bpy.data.materials.new("Textures")
-    mat.use_nodes = True
-    for path in paths:
-        node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-        node.image = bpy.data.images.load(str(path))
-    with bpy.data.libraries.load(str(root / "libs" / "lib.blend"), link=True) as (_src, dst):
-        dst.objects = ["LibObj"]
-    scene = bpy.context.scene
-    scene.collection.objects.link(dst.objects[0])
-    holder = bpy.data.objects.new("Holder", bpy.data.meshes.new("HolderMesh"))
-    holder.data.materials.append(mat)
-    scene.collection.objects.link(holder)
-    shot = root / "scenes" / "shot.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(shot), relative_remap=True)
+    shot = save_shot_with_dependencies(root, paths)
     bpy.ops.wm.read_homefile(use_empty=True)
     # An hour old: the Shaman hash cache does not remember files changed in the last few seconds.
     old = time.time() - 3600

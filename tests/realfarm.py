@@ -271,12 +271,16 @@ class RealFarm:
     def tasks(self, job_id: str) -> list[dict]:
         return self.api("GET", f"/api/v3/jobs/{job_id}/tasks").get("tasks", [])
 
-    def submit_echo(self, name: str, user: str, seconds: int = 1, repeats: int = 1) -> dict:
-        """A job submitted straight to the Manager, as another submitter (another user.name) would."""
-        return self.api("POST", "/api/v3/jobs", {
-            "name": name, "type": "echo-sleep-test", "priority": 50, "submitter_platform": "linux",
-            "settings": {"message": f"from {user}", "sleep_duration_seconds": seconds, "sleep_repeats": repeats},
-            "metadata": {"user.name": user}})
+    def submit_echo(self, name: str, user: str, seconds: int = 1, repeats: int = 1, priority: int = 50,
+                    paused: bool = False) -> dict:
+        """A job submitted straight to the Manager, as another submitter (another user.name) would;
+        `paused` keeps it from the Worker (3.6+)."""
+        job = {"name": name, "type": "echo-sleep-test", "priority": priority, "submitter_platform": "linux",
+               "settings": {"message": f"from {user}", "sleep_duration_seconds": seconds, "sleep_repeats": repeats},
+               "metadata": {"user.name": user}}
+        if paused:
+            job["initial_status"] = "paused"
+        return self.api("POST", "/api/v3/jobs", job)
 
     def logs(self, lines: int = 40) -> str:
         return (f"--- manager log ({self.manager_log}) ---\n{_tail(self.manager_log, lines)}\n"

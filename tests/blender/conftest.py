@@ -134,9 +134,7 @@ def saved_unchanged(extension, monkeypatch):
 def project(tmp_path):
     """<proj>/.blender_project, scenes/shot.blend using textures/wood.png and a linked library."""
     proj = tmp_path / "proj"
-    (proj / "scenes").mkdir(parents=True)
-    (proj / "textures").mkdir()
-    (proj / "libs").mkdir()
+    (proj / "textures").mkdir(parents=True)
     (proj / ".blender_project").write_text("")
     png = proj / "textures" / "wood.png"
     image = bpy.data.images.new("wood", 4, 4)
@@ -144,29 +142,13 @@ def project(tmp_path):
     image.file_format = 'PNG'
     image.save()
     bpy.data.images.remove(image)
-    # a library with one object
-    lib_mesh = bpy.data.meshes.new("LibMesh")
-    lib_obj = bpy.data.objects.new("LibObj", lib_mesh)
-    bpy.data.libraries.write(str(proj / "libs" / "lib.blend"), {lib_obj}, path_remap='RELATIVE')
-    bpy.data.objects.remove(lib_obj)
-    bpy.data.meshes.remove(lib_mesh)
-    # the shot
-    img = bpy.data.images.load(str(png))
-    mat = bpy.data.materials.new("Wood")
-    mat.use_nodes = True
-    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    tex.image = img
-    with bpy.data.libraries.load(str(proj / "libs" / "lib.blend"), link=True) as (src, dst):
-        dst.objects = ["LibObj"]
-    scene = bpy.context.scene
-    scene.collection.objects.link(dst.objects[0])
-    holder = bpy.data.objects.new("Holder", bpy.data.meshes.new("HolderMesh"))
-    holder.data.materials.append(mat)
-    scene.collection.objects.link(holder)
-    scene.frame_start, scene.frame_end = 1, 3
-    scene.render.filepath = str(tmp_path / "renders") + "/"
-    shot = proj / "scenes" / "shot.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(shot), relative_remap=True)
+
+    def configure(scene):
+        scene.frame_start, scene.frame_end = 1, 3
+        scene.render.filepath = str(tmp_path / "renders") + "/"
+
+    from scenes import save_shot_with_dependencies
+    shot = save_shot_with_dependencies(proj, [png], configure)
     yield shot
     bpy.ops.wm.read_homefile(use_empty=True)
 

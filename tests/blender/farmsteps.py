@@ -34,12 +34,11 @@ def select(job_id: str):
     st.active_job_index = next(i for i, j in enumerate(st.jobs) if j.id == job_id)   # fetches its tasks
 
 
-def wait_for(farm, what: str, check, timeout: float = JOB_TIMEOUT, interval: float = 1.0, refresh=None):
-    """Refreshes (through the operator unless `refresh` is given) until `check()` is truthy;
-    fails with both logs on timeout."""
+def wait_for(farm, what: str, check, timeout: float = JOB_TIMEOUT, interval: float = 1.0):
+    """Refreshes through the operator until `check()` is truthy; fails with both logs on timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        (refresh or bpy.ops.flamenco_panel.refresh)()
+        bpy.ops.flamenco_panel.refresh()
         result = check()
         if result:
             return result
@@ -107,6 +106,11 @@ def frames_of(farm, job_id: str, frames=(1, 2)) -> list:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         found.append(png)
     return found
+
+
+def posts_since(sent, start: int) -> list:
+    """What changed something (every method but GET) among the requests recorded since `start`."""
+    return [(m, u) for m, u, _b in sent[start:] if m != "GET"]
 
 
 # --- what was sent, against the spec the Manager serves ---------------------------------------------

@@ -14,8 +14,8 @@ import bpy
 import pytest
 
 import realfarm
-from farmsteps import (USER, echo_job, find, frames_of, job_status, save_shot, select, settle, spec_problems,
-                       state, sub, submit, task_log_text, wait_for)
+from farmsteps import (USER, echo_job, find, frames_of, job_status, posts_since, save_shot, select, settle,
+                       spec_problems, state, sub, submit, task_log_text, wait_for)
 from recording_layout import draw_panel, shown_jobs
 
 _REASON = realfarm.missing_reason()
@@ -34,10 +34,6 @@ def shot(tmp_path):
     save_shot(path)
     yield path
     bpy.ops.wm.read_homefile(use_empty=True)
-
-
-def posts_since(sent, start: int) -> list:
-    return [(m, u) for m, u, _b in sent[start:] if m != "GET"]
 
 
 def test_ping_and_farm_view(real):
@@ -151,10 +147,7 @@ def test_render_job_writes_frames_and_last_rendered(real, shot):
 def test_mine_versus_all_and_someone_elses_job(real, sent, prefs):
     """Another submitter's job is listed under "all" only, and is never acted on unless allowed."""
     st = state()
-    theirs = real.api("POST", "/api/v3/jobs", {
-        "name": "rf theirs", "type": "echo-sleep-test", "priority": 50, "submitter_platform": "linux",
-        "initial_status": "paused", "metadata": {"user.name": "someone-else"},
-        "settings": {"message": "not yours", "sleep_duration_seconds": 1, "sleep_repeats": 1}})["id"]
+    theirs = real.submit_echo("rf theirs", user="someone-else", paused=True)["id"]
     bpy.ops.flamenco_panel.refresh()
     job = find(st.jobs, theirs)
     assert job is not None and not job.is_mine and job.user_name == "someone-else"
@@ -213,10 +206,7 @@ def test_panels_draw_what_the_real_farm_says(real, shot):
     """Every panel's draw() on the real Manager's data: its name and version, a job, the Worker, and the
     submit form built from the job types the Manager serves."""
     st = state()
-    job_id = real.api("POST", "/api/v3/jobs", {
-        "name": "rf drawn", "type": "echo-sleep-test", "priority": 42, "submitter_platform": "linux",
-        "initial_status": "paused", "metadata": {"user.name": USER},
-        "settings": {"message": "drawn", "sleep_duration_seconds": 1, "sleep_repeats": 1}})["id"]
+    job_id = real.submit_echo("rf drawn", user=USER, priority=42, paused=True)["id"]
     try:
         assert bpy.ops.flamenco_panel.ping() == {'FINISHED'}
         bpy.ops.flamenco_panel.refresh()

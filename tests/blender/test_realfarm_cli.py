@@ -13,7 +13,7 @@ import pytest
 
 import realfarm
 from conftest import digest
-from farmsteps import USER, frames_of, save_shot, spec_problems
+from farmsteps import USER, frames_of, posts_since, save_shot, spec_problems
 
 _REASON = realfarm.missing_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -34,10 +34,6 @@ def blend(tmp_path):
     bpy.ops.wm.read_homefile(use_empty=True)
 
 
-def posts_since(sent, start: int) -> list:
-    return [u for m, u, _b in sent[start:] if m != "GET"]
-
-
 def wait_until(farm, what: str, check, timeout: float = 180.0):
     deadline = time.monotonic() + timeout
     while not check():
@@ -46,7 +42,7 @@ def wait_until(farm, what: str, check, timeout: float = 180.0):
         time.sleep(0.5)
 
 
-def submit_echo(run, blend, name: str, *extra) -> dict:
+def cli_submit_echo(run, blend, name: str, *extra) -> dict:
     code, out, err = run("submit", blend, "--type", "echo-sleep-test", "--name", name, "--json",
                          "--set", f"message=hello from {name}", *extra)
     assert code == 0, err
@@ -84,7 +80,7 @@ def test_submit_wait_renders_then_jobs_tasks_log_and_rules(farm, run, blend, sen
     assert code == 0, f"{err}\n{farm.logs()}"
     job = json.loads(out)["job"]
     assert job["status"] == "completed" and job["name"] == "cli render" and job["priority"] == 60
-    assert f'Job "cli render": completed' in err.splitlines()
+    assert 'Job "cli render": completed' in err.splitlines()
     frames = frames_of(farm, job["id"])
     assert str(frames[0]).startswith(str(out_root))
     assert digest(blend) == before                         # the artist's file is never written
@@ -122,7 +118,7 @@ def test_submit_wait_renders_then_jobs_tasks_log_and_rules(farm, run, blend, sen
 
 
 def test_log_follow_of_a_running_task_prints_the_whole_log_once(farm, run, blend):
-    job = submit_echo(run, blend, "cli follow", "--set", "sleep_duration_seconds=2", "--set", "sleep_repeats=4")
+    job = cli_submit_echo(run, blend, "cli follow", "--set", "sleep_duration_seconds=2", "--set", "sleep_repeats=4")
 
     def running_sleep_task():
         return next((t for t in farm.tasks(job["id"]) if "sleep" in t["name"] and t["status"] == "active"), None)
@@ -139,7 +135,7 @@ def test_log_follow_of_a_running_task_prints_the_whole_log_once(farm, run, blend
 
 
 def test_requeue_pause_and_cancel(farm, run, blend, sent):
-    job = submit_echo(run, blend, "cli control", "--paused", "--set", "sleep_duration_seconds=5",
+    job = cli_submit_echo(run, blend, "cli control", "--paused", "--set", "sleep_duration_seconds=5",
                       "--set", "sleep_repeats=20")
     assert farm.job(job["id"])["status"] == "paused"
     code, out, err = run("requeue", "cli control")               # resume
@@ -161,10 +157,7 @@ def test_requeue_pause_and_cancel(farm, run, blend, sent):
 
 
 def test_someone_elses_job_is_refused_and_nothing_sent(farm, run, sent):
-    theirs = farm.api("POST", "/api/v3/jobs", {
-        "name": "cli theirs", "type": "echo-sleep-test", "priority": 50, "submitter_platform": "linux",
-        "initial_status": "paused", "metadata": {"user.name": "someone-else"},
-        "settings": {"message": "not yours", "sleep_duration_seconds": 1, "sleep_repeats": 1}})
+    theirs = farm.submit_echo("cli theirs", user="someone-else", paused=True)
     try:
         code, out, _ = run("jobs")
         assert code == 0 and "cli theirs" not in out
