@@ -7,7 +7,9 @@ in place and only touches the ones that changed, so large farms stay cheap.
 """
 from __future__ import annotations
 
+import itertools
 import time
+from typing import Iterable, Iterator
 
 import bpy
 
@@ -240,6 +242,15 @@ def _resize(jobs, count: int) -> None:
         jobs.add()
 
 
+def _walk(collection, indices: Iterable[int]) -> Iterator:
+    """(index, item) for increasing `indices`, walking the collection once: `collection[i]` of a
+    Python-defined collection steps from its start on every lookup (about 90 µs for the last of 10,000)."""
+    items, position = iter(collection), 0
+    for index in indices:
+        yield index, next(itertools.islice(items, index - position, None))
+        position = index + 1
+
+
 def _apply_job_rows(state, rows: list, user_name: str) -> list:
     """Writes only the job rows that changed; returns rows of my jobs that just finished."""
     jobs = state.jobs
@@ -250,11 +261,10 @@ def _apply_job_rows(state, rows: list, user_name: str) -> list:
     old_status = {row[0]: row[2] for row in old}
     _resize(jobs, len(rows))
     finished = []
-    for index, row in enumerate(rows):
-        if not user_changed and index < len(old) and old[index] == row:
-            continue
-        if _write_row(jobs[index], row, user_name, old_status.get(row[0])):
-            finished.append(row)
+    changed = (i for i, row in enumerate(rows) if user_changed or i >= len(old) or old[i] != row)
+    for index, slot in _walk(jobs, changed):
+        if _write_row(slot, rows[index], user_name, old_status.get(rows[index][0])):
+            finished.append(rows[index])
     _rows[:] = rows
     _rows_user[0] = user_name
     return finished
@@ -267,11 +277,12 @@ def _apply_changed_rows(state, changes: list, count: int, user_name: str) -> lis
         return None   # out of step with the helper: the next refresh sends everything
     _resize(jobs, count)
     _rows.extend([None] * (count - len(_rows)))
+    by_index = dict((index, row) for index, row in changes if 0 <= index < count)
     finished = []
-    for index, row in changes:
-        previous = _rows[index]
+    for index, slot in _walk(jobs, sorted(by_index)):
+        row, previous = by_index[index], _rows[index]
         same_job = previous is not None and previous[0] == row[0]
-        if _write_row(jobs[index], row, user_name, previous[2] if same_job else None):
+        if _write_row(slot, row, user_name, previous[2] if same_job else None):
             finished.append(row)
         _rows[index] = row
     return finished

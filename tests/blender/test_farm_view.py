@@ -244,3 +244,40 @@ def test_progress_from_tasks_before_38(prefs, online):
             assert item.has_progress and item.progress == pytest.approx(0.25)
         finally:
             current_prefs().manager_url = url
+
+
+def test_refresh_deltas_keep_the_list_equal_to_the_farm(prefs, online, fake_manager, runtime, wm_state, monkeypatch):
+    """Through the helper: the first refresh fills the list, later ones send only the changed and new rows,
+    written in place at scattered indices; the list always equals the farm, oldest first."""
+    from farmsteps import settle
+    state = sub("blender.state")
+    s = fake_manager.state
+    ids = s.add_jobs(300, metadata={"user.name": prefs.user_name})
+    deltas = []
+    real_apply = state._apply_changed_rows
+    monkeypatch.setattr(state, "_apply_changed_rows",
+                        lambda st, changes, *a: deltas.append(sorted(i for i, _ in changes)) or real_apply(st, changes, *a))
+
+    def farm_rows():
+        jobs = sorted(s.jobs.values(), key=lambda j: (j["created"], j["id"]))
+        return [(j["id"], j["name"], j["status"]) for j in jobs]
+
+    def refresh():
+        bpy.ops.flamenco_panel.refresh()
+        settle(runtime)
+        assert wm_state.connection == 'CONNECTED', wm_state.message
+        assert [(j.id, j.name, j.status) for j in wm_state.jobs] == farm_rows()
+
+    refresh()
+    assert deltas == []                                          # the first refresh sends every row
+    for index in (0, 7, 150, 298, 299):
+        s.set_job_status(ids[index], "active")
+    new = [s.add_job(f"new {i}", metadata={"user.name": prefs.user_name})["id"] for i in range(3)]
+    refresh()
+    assert deltas == [[0, 7, 150, 298, 299, 300, 301, 302]]      # only those rows, in place and appended
+    s.set_job_status(ids[150], "completed")
+    s.set_job_status(new[2], "canceled")
+    refresh()
+    assert deltas[-1] == [150, 302]
+    refresh()
+    assert len(deltas) == 2                                      # unchanged: no rows at all
