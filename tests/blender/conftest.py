@@ -171,6 +171,16 @@ def run(cli, capsys):
     return call
 
 
+@pytest.fixture
+def shot(tmp_path):
+    """A saved scene (the default cube), outside shared storage: submission packs it with BAT."""
+    from farmsteps import save_shot
+    path = tmp_path / "shot.blend"
+    save_shot(path)
+    yield path
+    bpy.ops.wm.read_homefile(use_empty=True)
+
+
 # --- the real farm (tests/realfarm.py); only started by tests that are not skipped for want of it ---
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import bpy
 import pytest
 
 import realfarm
-from farmsteps import (USER, echo_job, find, frames_of, job_status, posts_since, save_shot, select, settle,
+from farmsteps import (USER, echo_job, find, frames_of, job_status, posts_since, select, settle,
                        spec_problems, state, sub, submit, task_log_text, wait_for)
 from recording_layout import draw_panel, shown_jobs
 
@@ -25,15 +25,6 @@ pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 @pytest.fixture
 def real(real_farm, pointed_at):
     return pointed_at(real_farm)
-
-
-@pytest.fixture
-def shot(tmp_path):
-    """A saved scene (the default cube), outside shared storage: submission packs it with BAT."""
-    path = tmp_path / "shot.blend"
-    save_shot(path)
-    yield path
-    bpy.ops.wm.read_homefile(use_empty=True)
 
 
 def test_ping_and_farm_view(real):

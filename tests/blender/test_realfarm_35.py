@@ -11,7 +11,7 @@ import bpy
 import pytest
 
 import realfarm
-from farmsteps import echo_job, find, job_status, save_shot, spec_problems, state, wait_for
+from farmsteps import echo_job, find, job_status, spec_problems, state, wait_for
 
 VERSION = "3.5"
 _REASON = realfarm.missing_reason(VERSION)
@@ -25,11 +25,8 @@ def old_farm(tmp_path_factory):
 
 
 @pytest.fixture
-def old(old_farm, pointed_at, tmp_path):
-    pointed_at(old_farm)
-    save_shot(tmp_path / "shot.blend")
-    yield old_farm
-    bpy.ops.wm.read_homefile(use_empty=True)
+def old(old_farm, pointed_at, shot):
+    return pointed_at(old_farm)
 
 
 def test_detected_as_3_5_without_pause(old):
