@@ -12,7 +12,8 @@ Manager of the chosen version does, with in-memory state that tests can read and
 
 Routing, request validation and the shape of every answer follow the Manager's own
 OpenAPI spec of that version (``flamenco-openapi-<version>.yaml``), so an operation that
-the version lacks answers 404/405 just like echo does, and keys the version does not
+the version lacks answers as the real one does (400 "method not allowed" up to 3.8, 404 from
+3.9, for a known path; 404 for an unknown one), and keys the version does not
 know are left out of answers. Errors come in the two shapes the real Manager uses:
 request-validation errors are ``{message}`` (400), handler errors are ``{code, message}``.
 
@@ -1298,8 +1299,9 @@ class _Api:
             op, params, values = self.spec.route(req.method, path)
         except LookupError as e:
             if str(e) == "405":   # the real Manager (Echo) answers an unknown method on a known path so:
-                # 400 on 3.5, 404 on 3.9 (both measured against real Managers; tests/core/test_fake_matches_real.py)
-                return _echo_error(400 if self.v < version_tuple("3.6") else 404, "method not allowed")
+                # 400 up to 3.8, 404 from 3.9 (measured on real 3.5, 3.7, 3.8 and 3.9-beta1 Managers;
+                # tests/core/test_fake_matches_real.py)
+                return _echo_error(400 if self.v < version_tuple("3.9") else 404, "method not allowed")
             return _echo_error(404, "Not Found")
         req.params = values
         # Path parameters, as the request validator checks them.

@@ -10,8 +10,9 @@ PYTHON="${PYTHON:-python3.11}"
 BPY_VERSIONS="${BPY_VERSIONS:-4.2.23 5.0.1}"
 TEST_PACKAGES="pytest==8.3.4 openapi-schema-validator==0.6.3 PyYAML==6.0.2 blender-asset-tracer==1.23"
 FLAMENCO_MODULE="projects.blender.org/studio/flamenco"
-# name:commit — 3.9-beta1 is the main target, 3.5 covers the old jobs API.
-FLAMENCO_BUILDS="${FLAMENCO_BUILDS:-3.9-beta1:b36662b3b8abd51c8b62afdc2ffc5951113b85d3 3.5:81de246b484fb020d4db68eaa9624aa32e9a6620}"
+# name:commit — 3.9-beta1 is the main target, 3.5 covers the old jobs API, 3.7 one in between
+# (the fake is checked against each: tests/core/test_fake_matches_real.py).
+FLAMENCO_BUILDS="${FLAMENCO_BUILDS:-3.9-beta1:b36662b3b8abd51c8b62afdc2ffc5951113b85d3 3.5:81de246b484fb020d4db68eaa9624aa32e9a6620 3.7:d7eca929504a8d1ea70701248b007c5fb5bb031a}"
 
 mkdir -p "$CACHE"
 log() { printf '[setup] %s\n' "$*" >&2; }

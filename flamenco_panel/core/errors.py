@@ -46,7 +46,7 @@ class ManagerHTTPError(FlamencoError):
 
     @property
     def no_such_operation(self) -> bool:
-        """How a Manager says it lacks an operation: 404 or 405, or on 3.5 a 400 "method not allowed"."""
+        """How a Manager says it lacks an operation: 404 or 405, or (3.5 … 3.8) a 400 "method not allowed"."""
         return self.status in (404, 405) or (self.status == 400 and "method not allowed" in self.message.lower())
 
 

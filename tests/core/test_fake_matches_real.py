@@ -75,7 +75,7 @@ AFTER_SUBMIT = [
 CONFIGURED = {"variables": {".storage (only fake)"}, "job types": {".job_types[].description (only fake)"},
               "one job type": {".description (only fake)"}}
 # Endpoints a version does not have: both must answer them alike, which the comparison checks anyway.
-VERSIONS = [realfarm.VERSION, "3.5"]
+VERSIONS = [realfarm.VERSION, "3.7", "3.5"]
 
 
 def call(base: str, method: str, path: str, body) -> tuple[int, str, object]:

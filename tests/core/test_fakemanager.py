@@ -187,7 +187,7 @@ def test_job_listing_by_version(vfm):
         assert query.status_code == 200 and [j["name"] for j in query.json()["jobs"]] == ["one"]
     else:
         assert listing.status_code == 200 and [j["name"] for j in listing.json()["jobs"]] == ["one"]
-        assert query.status_code == 404
+        assert query.status_code == (400 if version_tuple(vfm.version) < version_tuple("3.9") else 404)   # "method not allowed", as real ones
     # Submitting is POST /api/v3/jobs everywhere.
     assert post(vfm, "/api/v3/jobs", sbr_job()).status_code == 200
 
