@@ -280,16 +280,20 @@ class ManagerClient:
                                      "needs Manager 3 (tested with 3.5 to 3.9)")
         return version
 
-    def capabilities(self, refresh: bool = False) -> Capabilities:
-        """Cached per URL; detected from the operations the Manager's spec lists."""
-        if not refresh and self.base in _CAPABILITIES:
-            return _CAPABILITIES[self.base]
-        version = self.version()
+    def capabilities(self, refresh: bool = False, version: Version | None = None) -> Capabilities:
+        """Cached per URL; detected from the operations the Manager's spec lists. With `version` (just
+        fetched), detected again when the cached detection was for another version (an upgrade)."""
+        cached = _CAPABILITIES.get(self.base)
+        if not refresh and cached is not None and (version is None or cached.version == version):
+            return cached
+        version = version or self.version()
         try:
             spec = self.request("GET", API + "/openapi3.json", max_bytes=MAX_SPEC_BYTES)[1]
             caps = capabilities_from_spec(version, spec)
-        except (errors.ManagerHTTPError, errors.MalformedResponse):
+        except (errors.ManagerHTTPError, errors.MalformedResponse) as ex:
             caps = Capabilities(version)
+            if not (isinstance(ex, errors.ManagerHTTPError) and ex.no_such_operation):
+                return caps   # a passing failure: detect again next time rather than keep this guess
         _CAPABILITIES[self.base] = caps
         return caps
 

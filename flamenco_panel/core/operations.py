@@ -73,9 +73,7 @@ def refresh(client: ManagerClient, args: Mapping, progress: Progress) -> dict:
     With `compact`, jobs come as rows (JOB_ROW_FIELDS), oldest first so new jobs append at the end,
     plus the selected job in full; otherwise as full Job dicts.
     """
-    caps = client.capabilities()
-    if client.version() != caps.version:
-        caps = client.capabilities(refresh=True)   # upgraded or replaced since detection: detect again
+    caps = client.capabilities(version=client.version())   # detected again after an upgrade
     jobs = client.jobs()
     result = {
         "version": dataclasses.asdict(caps.version),

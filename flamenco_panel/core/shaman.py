@@ -358,7 +358,7 @@ class _Session:
             payload = self.client.request("POST", f"{API}/shaman/checkout/requirements",
                                           body={"files": [e.spec() for e in self.entries]})[1]
         except errors.ManagerHTTPError as ex:
-            if ex.status in (404, 405, 503):
+            if ex.no_such_operation or ex.status == 503:
                 raise ShamanError(f"Shaman is not available on this Manager ({ex.message}); turn it on in the "
                                   "Manager's settings or submit without Shaman", status=ex.status) from None
             raise
@@ -500,7 +500,7 @@ class _Session:
 def _files_missing(ex: errors.ManagerHTTPError) -> bool:
     """The checkout failed for files the Manager lacks (say, removed by its cleanup since the upload):
     424 in the spec; a real Manager (3.5 … 3.9) answers 500 "unknown files requested in checkout"."""
-    return ex.status == 424 or (ex.status == 500 and "unknown files" in ex.message)
+    return ex.status == 424 or (ex.status == 500 and "unknown files" in ex.message.lower())
 
 
 # --------------------------------------------------------------------------- transport

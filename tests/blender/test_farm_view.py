@@ -279,5 +279,42 @@ def test_refresh_deltas_keep_the_list_equal_to_the_farm(prefs, online, fake_mana
     s.set_job_status(new[2], "canceled")
     refresh()
     assert deltas[-1] == [150, 302]
+    assert "job-00150" in wm_state.notice or "new 2" in wm_state.notice     # mine, finished: told
+    every_tenth = list(range(0, 300, 10))                        # many rows: written in one walk of the list
+    for index in every_tenth:
+        s.set_job_status(ids[index], "queued" if index == 150 else "paused")
     refresh()
-    assert len(deltas) == 2                                      # unchanged: no rows at all
+    assert deltas[-1] == every_tenth
+    refresh()
+    assert len(deltas) == 3                                      # unchanged: no rows at all
+
+
+def test_a_delta_that_does_not_add_up_is_refused_then_all_rows_come(prefs, online, fake_manager, runtime, wm_state):
+    from farmsteps import settle
+    state = sub("blender.state")
+    s = fake_manager.state
+    s.add_jobs(5, metadata={"user.name": prefs.user_name})
+    bpy.ops.flamenco_panel.refresh()
+    settle(runtime)
+    rows = [list(r) for r in state._rows]
+    before = [(j.id, j.status) for j in wm_state.jobs]
+    for changes, count in (([[2, rows[2]], [2, rows[2]]], 5),      # the same index twice
+                           ([[7, rows[1]]], 5),                     # past the end
+                           ([[5, rows[0]]], 7)):                    # an appended row missing
+        assert state._apply_changed_rows(wm_state, changes, count, prefs.user_name) is None
+        assert [(j.id, j.status) for j in wm_state.jobs] == before  # nothing written
+    data = {"job_rows_changed": [[2, rows[2]], [2, rows[2]]], "job_rows_count": 5, "job_rows_digest": "d"}
+    state.apply_refresh(wm_state, data, prefs.user_name)
+    assert state.rows_digest(wm_state) == ""                     # so the next refresh sends every row
+    bpy.ops.flamenco_panel.refresh()
+    settle(runtime)
+    assert [(j.id, j.status) for j in wm_state.jobs] == before and state.rows_digest(wm_state)
+
+
+def test_selecting_a_job_deleted_on_the_farm_is_not_an_error(farm, wm_state):
+    fm, jobs, _ = farm
+    job_id = jobs["mine_done"]["id"]
+    fm.state.remove_job(job_id)
+    select(wm_state, job_id)
+    assert wm_state.connection == 'CONNECTED', wm_state.message
+    assert wm_state.tasks_job_id == job_id and len(wm_state.tasks) == 0

@@ -52,6 +52,31 @@ def test_refresh_detects_again_when_the_manager_changed_version(fm):
     assert fm.count("GET", "/api/v3/openapi3.json") == specs      # unchanged: the spec is not fetched again
 
 
+def test_refresh_asks_the_version_once(fm):
+    c = client(fm)
+    operations.run("refresh", c, {})
+    operations.run("refresh", c, {})
+    assert fm.count("GET", "/api/v3/version") == 2 and fm.count("GET", "/api/v3/openapi3.json") == 1
+
+
+def test_a_passing_spec_failure_is_not_remembered(fm):
+    """A 500 while fetching the spec gives a version-based guess for now, and the next refresh detects
+    again; a Manager without the spec (404) is remembered as such."""
+    c = client(fm)
+    fm.fault("GET", "/api/v3/openapi3.json", "status", code=500, times=2)   # (refresh asks twice when it fails)
+    data = operations.run("refresh", c, {})
+    assert data["capabilities"]["spec_known"] is False and c.base not in client_mod._CAPABILITIES
+    data = operations.run("refresh", c, {})
+    assert data["capabilities"]["spec_known"] is True and client_mod._CAPABILITIES[c.base].spec_known
+    with FakeManager() as other:
+        other.fault("GET", "/api/v3/openapi3.json", "status", code=404, body={"message": "Not Found"})
+        c2 = client(other)
+        operations.run("refresh", c2, {})
+        assert client_mod._CAPABILITIES[c2.base].spec_known is False
+        operations.run("refresh", c2, {})
+        assert other.count("GET", "/api/v3/openapi3.json") == 1
+
+
 def test_refresh_survives_a_deleted_selected_job(fm):
     data = operations.run("refresh", client(fm), {"job_id": "00000000-0000-0000-0000-000000000000"})
     assert data["tasks"] == []
