@@ -156,8 +156,8 @@ class RealFarm:
     # --- set-up ------------------------------------------------------------------------------
 
     def _write_files(self) -> None:
-        for d in (self.manager_dir, self.worker_dir / "home", self.tools, self.shared,
-                  self.manager_dir / "storage"):
+        for d in (self.manager_dir, self.worker_dir / "home", self.worker_dir / "tmp", self.worker_dir / "blender-user",
+                  self.tools, self.shared, self.manager_dir / "storage"):
             d.mkdir(parents=True, exist_ok=True)
         blender = self.tools / "blender"
         blender.write_text(f'#!/bin/sh\nexec {shlex.quote(self.python)} {shlex.quote(str(STANDIN))} "$@"\n')
@@ -222,9 +222,13 @@ class RealFarm:
                    self.manager, self.manager_log)
 
     def _start_worker(self, timeout: float) -> None:
+        # Blender (the stand-in) makes a session folder in TMPDIR and reads its user resources: both stay
+        # in the farm's folder rather than piling up in /tmp, one per render.
         self.worker = self._spawn([str(self.bins / "flamenco-worker"), "-manager", self.url + "/"],
                                   self.worker_dir, self.worker_log,
-                                  self._env(FLAMENCO_HOME=str(self.worker_dir / "home")))
+                                  self._env(FLAMENCO_HOME=str(self.worker_dir / "home"),
+                                            TMPDIR=str(self.worker_dir / "tmp"),
+                                            BLENDER_USER_RESOURCES=str(self.worker_dir / "blender-user")))
         self._wait(lambda: self.awake_worker(), timeout, "the Worker to be listed as awake", self.worker,
                    self.worker_log)
 
