@@ -168,7 +168,9 @@ def test_helper_killed_mid_upload(prefs, online, runtime, wm_state, saved_scene)
             fm.fault("POST", r"/api/v3/shaman/files/.*", "stall")
             bpy.ops.flamenco_panel.submit_job(job_type="simple-blender-render",
                                               settings='{"render_output_root": "/tmp/out"}')
-            fm.wait_for("POST", r"/api/v3/shaman/files/.*", 1, timeout=20)
+            if not fm.wait_for("POST", r"/api/v3/shaman/files/.*", 1, timeout=20):
+                settle(runtime)
+                pytest.fail(f"no upload began; the panel says {wm_state.message!r}")
             runtime.channel().process.kill()
             assert settle(runtime) < MAIN_THREAD_LIMIT
             assert submits(fm) == [] and "helper process" in wm_state.message
